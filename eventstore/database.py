@@ -1,0 +1,71 @@
+"""Connections to PostgreSQL: the pool every part shares, and the errors worth a retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import msgspec
+
+# Errors after which the same statement may succeed on a fresh try: the connection broke, the
+# server is starting or stopping, or a transaction lost a deadlock / serialization race.
+# Everything else is a bug or bad input and is never retried.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+    ConnectionError,
+)
+
+# Server settings for every connection of ours. A transaction left open holds back every
+# tailing reader (see eventstore.tailing), so an idle one is cut off after a minute.
+SERVER_SETTINGS = {
+    "application_name": "watchledger",
+    "idle_in_transaction_session_timeout": "60000",
+}
+
+
+def _encode_jsonb(value: bytes | msgspec.Raw) -> bytes:
+    return b"\x01" + bytes(value)
+
+
+def _decode_jsonb(value: bytes) -> msgspec.Raw:
+    return msgspec.Raw(value[1:])
+
+
+async def init_connection(conn: asyncpg.Connection[Any]) -> None:
+    """Per-connection set-up: jsonb travels as raw JSON bytes, never as Python objects."""
+    await conn.set_type_codec(
+        "jsonb",
+        schema="pg_catalog",
+        encoder=_encode_jsonb,
+        decoder=_decode_jsonb,
+        format="binary",
+    )
+
+
+async def create_pool(
+    dsn: str, *, min_size: int = 2, max_size: int = 20, **kwargs: Any
+) -> asyncpg.Pool[Any]:
+    """A connection pool with the event store's codecs and settings on every connection."""
+    settings = {**SERVER_SETTINGS, **kwargs.pop("server_settings", {})}
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=init_connection,
+        server_settings=settings,
+        **kwargs,
+    )
+    return pool
+
+
+async def connect(dsn: str, **kwargs: Any) -> asyncpg.Connection[Any]:
+    """One connection outside the pool (for LISTEN, which a pool's reset would undo)."""
+    settings = {**SERVER_SETTINGS, **kwargs.pop("server_settings", {})}
+    conn: asyncpg.Connection[Any] = await asyncpg.connect(dsn, server_settings=settings, **kwargs)
+    await init_connection(conn)
+    return conn

@@ -1,0 +1,313 @@
+"""The event store: append, read, tail and (the one sanctioned deletion) purge.
+
+Driver errors are translated into :mod:`eventstore.errors` here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Iterator, Sequence
+from typing import Any
+
+import asyncpg
+import structlog
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_random_exponential,
+)
+
+from .database import TRANSIENT_ERRORS
+from .errors import AppendOnlyViolation, ConcurrencyConflict
+from .queries import QUERIES
+from .records import (
+    AppendResult,
+    LogCursor,
+    NewEvent,
+    PurgeResult,
+    RecordedEvent,
+    StreamName,
+    event_from_row,
+)
+from .tailing import SafePage, SafeReader, SnapshotXminReader
+from .wakeups import DEFAULT_CHANNEL, LogListener, Notifier, Wakeups
+
+log = structlog.get_logger(__name__)
+
+_RACE_CONSTRAINTS = frozenset({"events_stream_version_key", "events_event_id_key"})
+# Appenders to one stream that lose a race retry in a new transaction; so do appends cut off
+# by a broken connection (an event id that did commit then comes back as a duplicate).
+_APPEND_ATTEMPTS = 30
+
+
+class _AppendRace(Exception):
+    """Another transaction took the version (or stored the event id) first."""
+
+
+@contextlib.contextmanager
+def _translate_errors() -> Iterator[None]:
+    try:
+        yield
+    except asyncpg.ProhibitedSQLStatementAttemptedError as exc:
+        raise AppendOnlyViolation(exc.message) from exc
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name in _RACE_CONSTRAINTS:
+            raise _AppendRace(exc.constraint_name) from exc
+        raise
+
+
+class EventStore:
+    """An append-only log of events in PostgreSQL.
+
+    Use it as an async context manager (it runs the notifier that wakes readers after appends,
+    and, given a ``listener``, the LISTEN connection that tails wait on)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        *,
+        listener: LogListener | None = None,
+        channel: str = DEFAULT_CHANNEL,
+        reader: SafeReader | None = None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.pool = pool
+        self.listener = listener
+        self.wakeups = listener.wakeups if listener is not None else Wakeups()
+        self.poll_interval = poll_interval
+        self._reader: SafeReader = reader or SnapshotXminReader()
+        self._notifier = Notifier(pool, channel=channel)
+
+    async def __aenter__(self) -> EventStore:
+        self._notifier.start()
+        if self.listener is not None:
+            await self.listener.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._notifier.close()
+        if self.listener is not None:
+            await self.listener.close()
+
+    def background_tasks(self) -> list[asyncio.Task[None]]:
+        """The store's long-running tasks, for a supervisor to watch: none ends by itself."""
+        tasks = [self._notifier.task, self.listener.task if self.listener else None]
+        return [task for task in tasks if task is not None]
+
+    def notify_appended(self) -> None:
+        """Wake readers; call after committing a transaction that appended through ``conn=``."""
+        self._notifier.poke()
+
+    # -- writing ------------------------------------------------------------------------------
+
+    async def append(
+        self,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None = None,
+        *,
+        conn: asyncpg.Connection[Any] | None = None,
+    ) -> list[AppendResult]:
+        """Append ``events`` to ``stream`` atomically; one result per event, in order.
+
+        An event whose id is already stored is not stored again: its result says
+        ``duplicate`` and gives the original position, so retries are always safe. If
+        ``expected_version`` is given and any event is new, the stream must be at that version,
+        else :class:`ConcurrencyConflict` is raised and nothing is stored.
+
+        With ``conn``, the append joins the caller's transaction; call
+        :meth:`notify_appended` after it commits.
+        """
+        name = StreamName.parse(stream)
+        if not events:
+            return []
+        ids = [event.event_id for event in events]
+        if len(set(ids)) != len(ids):
+            raise ValueError("an append cannot carry the same event id twice")
+        args = (
+            name.id,
+            stream,
+            expected_version,
+            ids,
+            [event.type for event in events],
+            [event.schema_version for event in events],
+            [bytes(event.data) for event in events],
+        )
+        rows = await self._run(QUERIES["append"], args, stream, expected_version, conn)
+        return self._append_results(stream, expected_version, ids, rows)
+
+    async def _run(
+        self,
+        query: str,
+        args: tuple[Any, ...],
+        stream: str,
+        expected_version: int | None,
+        conn: asyncpg.Connection[Any] | None,
+    ) -> list[asyncpg.Record]:
+        """Run a writing query: alone, retried in new transactions, then waking readers; or
+        in the caller's transaction, where a lost race can only be reported."""
+        if conn is None:
+            rows = await self._retrying(query, args)
+            self._notifier.poke()
+            return rows
+        try:
+            return await self._fetch(conn, query, args)
+        except _AppendRace as exc:
+            raise ConcurrencyConflict(stream, expected_version, None) from exc
+
+    async def _retrying(
+        self, query: str, args: tuple[Any, ...]
+    ) -> list[asyncpg.Record]:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type((_AppendRace, *TRANSIENT_ERRORS)),
+            stop=stop_after_attempt(_APPEND_ATTEMPTS),
+            wait=wait_random_exponential(multiplier=0.001, max=0.05),
+            reraise=True,
+        ):
+            with attempt:
+                async with self.pool.acquire() as conn:
+                    return await self._fetch(conn, query, args)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    @staticmethod
+    async def _fetch(
+        conn: asyncpg.Connection[Any], query: str, args: tuple[Any, ...]
+    ) -> list[asyncpg.Record]:
+        with _translate_errors():
+            return await conn.fetch(query, *args)
+
+    @staticmethod
+    def _append_results(
+        stream: str, expected: int | None, ids: list[Any], rows: list[asyncpg.Record]
+    ) -> list[AppendResult]:
+        if len(rows) == 1 and rows[0]["conflict"]:
+            raise ConcurrencyConflict(stream, expected, rows[0]["stream_version"])
+        by_id = {row["event_id"]: row for row in rows}
+        return [
+            AppendResult(
+                event_id=event_id,
+                position=by_id[event_id]["event_position"],
+                version=by_id[event_id]["stream_version"],
+                duplicate=by_id[event_id]["duplicate"],
+            )
+            for event_id in ids
+        ]
+
+    async def purge(
+        self,
+        stream: str,
+        positions: Sequence[int],
+        tombstone: NewEvent,
+        *,
+        conn: asyncpg.Connection[Any] | None = None,
+    ) -> PurgeResult:
+        """Physically remove the events at ``positions`` (of the stream's partition) and append
+        ``tombstone`` to ``stream``, in one transaction. The one sanctioned deletion: the
+        tombstone tells replays that something was removed; it must not carry what was."""
+        name = StreamName.parse(stream)
+        args = (
+            name.id,
+            stream,
+            list(positions),
+            tombstone.event_id,
+            tombstone.type,
+            tombstone.schema_version,
+            bytes(tombstone.data),
+        )
+        (row,) = await self._run(QUERIES["purge"], args, stream, None, conn)
+        result = PurgeResult(row["deleted"], row["tombstone_position"], row["tombstone_version"])
+        log.info(
+            "events_purged",
+            stream=stream,
+            deleted=result.deleted,
+            tombstone_position=result.tombstone_position,
+        )
+        return result
+
+    # -- reading ------------------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream: str, *, after_version: int = 0, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """One stream's events in version order."""
+        name = StreamName.parse(stream)
+        rows = await self.pool.fetch(QUERIES["read_stream"], name.id, stream, after_version, limit)
+        return [event_from_row(row) for row in rows]
+
+    async def stream_version(self, stream: str) -> int:
+        """The stream's current version (0 for a stream with no events)."""
+        name = StreamName.parse(stream)
+        version: int = await self.pool.fetchval(QUERIES["stream_version"], name.id, stream)
+        return version
+
+    async def read_all(self, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """A page of the whole log in position order, after position ``after``.
+
+        For reading what is there. To follow the log as it grows, use :meth:`tail`: a position
+        can commit after a higher one, and paging by position would pass it over."""
+        rows = await self.pool.fetch(QUERIES["read_all"], after, limit)
+        return [event_from_row(row) for row in rows]
+
+    async def read_category(
+        self, category: str, *, after: int = 0, limit: int = 1000
+    ) -> list[RecordedEvent]:
+        """A page of every stream of ``category`` (the name's part before the first '-')."""
+        rows = await self.pool.fetch(QUERIES["read_category"], category, after, limit)
+        return [event_from_row(row) for row in rows]
+
+    async def iter_all(self, *, after: int = 0, page_size: int = 1000) -> AsyncIterator[RecordedEvent]:
+        """Every event of the log in position order, read page by page."""
+        while True:
+            page = await self.read_all(after=after, limit=page_size)
+            for event in page:
+                yield event
+            if len(page) < page_size:
+                return
+            after = page[-1].position
+
+    async def head(self) -> int:
+        """The highest position in the log (0 when it is empty)."""
+        position: int = await self.pool.fetchval(QUERIES["head"])
+        return position
+
+    async def read_safe(
+        self,
+        after: LogCursor = LogCursor.START,
+        limit: int = 500,
+        *,
+        conn: asyncpg.Connection[Any] | None = None,
+    ) -> SafePage:
+        """The next events after ``after`` that can be read without ever skipping one
+        (see :mod:`eventstore.tailing`). Consumers that keep their own checkpoint use this."""
+        if conn is not None:
+            return await self._reader.read(conn, after, limit)
+        async with self.pool.acquire() as own:
+            return await self._reader.read(own, after, limit)
+
+    async def tail(
+        self, after: LogCursor = LogCursor.START, *, batch_size: int = 500
+    ) -> AsyncIterator[RecordedEvent]:
+        """Every committed event after ``after``, each exactly once, in tailing order; never
+        ends. Waits for wake-ups between reads, and polls every ``poll_interval`` seconds in
+        case a hint was lost."""
+        cursor = after
+        held_delay = 0.002
+        while True:
+            generation = self.wakeups.generation
+            page = await self.read_safe(cursor, batch_size)
+            for event in page.events:
+                yield event
+            if page.events:
+                cursor = page.events[-1].cursor
+            if len(page.events) == batch_size:
+                continue
+            if page.held_back:
+                # Committed events wait behind an older open transaction, whose end may
+                # come with no notification (it need not have appended anything).
+                await self.wakeups.wait(generation, held_delay)
+                held_delay = min(held_delay * 2, 0.05)
+                continue
+            held_delay = 0.002
+            await self.wakeups.wait(generation, self.poll_interval)

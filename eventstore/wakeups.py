@@ -1,0 +1,182 @@
+"""Wake-ups for readers of the log: LISTEN/NOTIFY as a hint, never as the delivery.
+
+* :class:`Wakeups` is the in-process side: any number of waiters (tails, long-polls, streams)
+  wait on one generation counter, so a thousand waiters cost nothing more than one.
+* :class:`LogListener` holds the one dedicated connection that LISTENs (a pooled connection
+  would be reset with ``UNLISTEN *``), reconnects when it is lost, and wakes every waiter after
+  a reconnect, since notifications sent meanwhile are gone.
+* :class:`Notifier` sends the NOTIFY after an append has committed. NOTIFY inside the writing
+  transaction would take PostgreSQL's global notification lock across the commit's WAL flush
+  and serialise every writer; sending it afterwards from one place, coalesced, keeps writers
+  parallel. A lost hint costs latency only: every waiter also polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from .database import TRANSIENT_ERRORS
+from .queries import QUERIES
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_CHANNEL = "watchledger_events"
+
+
+class Wakeups:
+    """A generation counter that waiters can block on."""
+
+    def __init__(self) -> None:
+        self._generation = 0
+        self._changed = asyncio.Event()
+
+    @property
+    def generation(self) -> int:
+        """Take this before reading, then :meth:`wait` with it: no wake-up can fall between."""
+        return self._generation
+
+    def wake(self) -> None:
+        self._generation += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait(self, since: int, timeout: float | None) -> bool:
+        """Wait until woken after generation ``since``; False if ``timeout`` seconds passed first."""
+        if self._generation != since:
+            return True
+        changed = self._changed
+        try:
+            async with asyncio.timeout(timeout):
+                await changed.wait()
+        except TimeoutError:
+            return False
+        return True
+
+
+Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
+
+
+class LogListener:
+    """LISTENs on the log's channel over one dedicated connection and wakes :attr:`wakeups`."""
+
+    def __init__(
+        self, connect: Connect, *, channel: str = DEFAULT_CHANNEL, max_reconnect_delay: float = 5.0
+    ) -> None:
+        self.wakeups = Wakeups()
+        self._connect = connect
+        self._channel = channel
+        self._max_delay = max_reconnect_delay
+        self._conn: asyncpg.Connection[Any] | None = None
+        self._lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.reconnects = 0
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    async def start(self) -> None:
+        await self._open()
+        self._task = asyncio.create_task(self._supervise(), name=f"listener:{self._channel}")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._conn is not None:
+            with contextlib.suppress(*TRANSIENT_ERRORS, asyncpg.InterfaceError):
+                await self._conn.close(timeout=5)
+            self._conn = None
+        # Whoever still waits re-reads now rather than at its next poll.
+        self.wakeups.wake()
+
+    async def _open(self) -> None:
+        conn = await self._connect()
+        conn.add_termination_listener(self._on_terminated)
+        await conn.add_listener(self._channel, self._on_notify)
+        self._conn = conn
+        self._lost.clear()
+
+    def _on_notify(self, *_: object) -> None:
+        self.wakeups.wake()
+
+    def _on_terminated(self, *_: object) -> None:
+        self._lost.set()
+
+    async def _supervise(self) -> None:
+        while True:
+            await self._lost.wait()
+            log.warning("listener_connection_lost", channel=self._channel)
+            self._conn = None
+            self.wakeups.wake()
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type((*TRANSIENT_ERRORS, OSError)),
+                wait=wait_exponential(multiplier=0.05, max=self._max_delay),
+            ):
+                with attempt:
+                    await self._open()
+            self.reconnects += 1
+            log.info("listener_reconnected", channel=self._channel, reconnects=self.reconnects)
+            self.wakeups.wake()
+
+
+class Notifier:
+    """Sends one NOTIFY for any number of :meth:`poke` calls made while the last one was sent."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], *, channel: str = DEFAULT_CHANNEL) -> None:
+        self._pool = pool
+        self._channel = channel
+        self._pending = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.sent = 0
+
+    def poke(self) -> None:
+        self._pending.set()
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=f"notifier:{self._channel}")
+
+    async def close(self) -> None:
+        if self._task is None:
+            return
+        if self._pending.is_set():
+            # Flush the last hint so a waiter elsewhere does not wait for its poll.
+            with contextlib.suppress(*TRANSIENT_ERRORS, asyncpg.InterfaceError):
+                await self._send()
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+        self._task = None
+
+    async def _send(self) -> None:
+        self._pending.clear()
+        await self._pool.execute(QUERIES["notify"], self._channel)
+        self.sent += 1
+
+    async def _run(self) -> None:
+        while True:
+            await self._pending.wait()
+            try:
+                await self._send()
+            except (*TRANSIENT_ERRORS, asyncpg.InterfaceError) as exc:
+                # Waiters poll anyway; try again shortly rather than spin on a broken database.
+                log.warning("notify_failed", channel=self._channel, error=str(exc))
+                self._pending.set()
+                await asyncio.sleep(0.5)

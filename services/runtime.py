@@ -1,0 +1,65 @@
+"""Running the service: choosing the database, serving until a signal, stopping cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+
+from .api import STORE, create_app
+from .config import Settings
+from .embedded import EmbeddedPostgres
+
+log = structlog.get_logger(__name__)
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL to use: ``WATCHLEDGER_DATABASE_URL``, or an embedded PostgreSQL that
+    runs for as long as this context is open."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(Path(settings.data_dir)) as url:
+        yield url
+
+
+async def serve(settings: Settings, database_url: str, *, started: asyncio.Event | None = None) -> None:
+    """Serve the API until SIGINT or SIGTERM, then let in-flight requests finish."""
+    runner = web.AppRunner(
+        create_app(settings, database_url),
+        handle_signals=False,
+        shutdown_timeout=settings.shutdown_timeout,
+        access_log=None,
+    )
+    await runner.setup()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        log.info("serving", host=settings.host, port=settings.port)
+        if started is not None:
+            started.set()
+        stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
+        watched = {stopping, *runner.app[STORE].background_tasks()}
+        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
+        if stopping not in done:
+            stopping.cancel()
+            failed = done.pop()
+            # A background task never ends by itself: stop the whole rather than limp on.
+            log.error("background_task_died", task=failed.get_name(), exc_info=failed.exception())
+            raise RuntimeError(f"background task {failed.get_name()} died")
+        log.info("stopping", shutdown_timeout=settings.shutdown_timeout)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        await runner.cleanup()
+        log.info("stopped")
