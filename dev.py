@@ -28,7 +28,7 @@ def _run(*args: str | Path) -> None:
 
 
 def ensure_installed() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - says so clearly on an older Python
         sys.exit(f"watchledger needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     wanted = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == wanted:
@@ -59,8 +59,12 @@ def main(argv: list[str]) -> int:
             [str(BIN / "mypy")],
         ]
         for check in checks:
-            print("dev.py:", " ".join(Path(check[0]).name if i == 0 else a for i, a in enumerate(check)),
-                  file=sys.stderr, flush=True)
+            print(
+                "dev.py:",
+                " ".join(Path(check[0]).name if i == 0 else a for i, a in enumerate(check)),
+                file=sys.stderr,
+                flush=True,
+            )
             if subprocess.run(check, cwd=ROOT).returncode:
                 return 1
         return subprocess.run([str(BIN / "pytest"), *rest], cwd=ROOT).returncode

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeAlias
 
 import asyncpg
 import msgspec
+from asyncpg.pool import PoolConnectionProxy
+
+# A connection of our own or one borrowed from a pool: every query helper takes either.
+Connection: TypeAlias = "asyncpg.Connection[Any] | PoolConnectionProxy[Any]"
 
 # Errors after which the same statement may succeed on a fresh try: the connection broke, the
 # server is starting or stopping, or a transaction lost a deadlock / serialization race.
@@ -36,7 +40,7 @@ def _decode_jsonb(value: bytes) -> msgspec.Raw:
     return msgspec.Raw(value[1:])
 
 
-async def init_connection(conn: asyncpg.Connection[Any]) -> None:
+async def init_connection(conn: Connection) -> None:
     """Per-connection set-up: jsonb travels as raw JSON bytes, never as Python objects."""
     await conn.set_type_codec(
         "jsonb",

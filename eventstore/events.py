@@ -101,7 +101,8 @@ class EventRegistry:
             return event
         if stored > current:
             raise UnsupportedSchemaVersion(
-                f"{name!r} version {stored} was written by a newer release (this one reads {current})",
+                f"{name!r} version {stored} was written by a newer release "
+                f"(this one reads up to {current})",
                 event_type=name,
                 schema_version=stored,
             )

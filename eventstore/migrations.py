@@ -11,12 +11,12 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from importlib import resources
-from typing import Any
 
 import asyncpg
 import msgspec
 import structlog
 
+from .database import Connection
 from .errors import MigrationError
 from .queries import QUERIES
 
@@ -64,7 +64,7 @@ def schema_sql(package: str) -> str:
     return path.read_text("utf-8") if path.is_file() else ""
 
 
-async def applied(conn: asyncpg.Connection[Any]) -> set[tuple[str, int]]:
+async def applied(conn: Connection) -> set[tuple[str, int]]:
     """(package, version) of every migration recorded as applied; empty if none ever was."""
     exists = await conn.fetchval(QUERIES["migrations_exists"])
     if not exists:
@@ -73,13 +73,13 @@ async def applied(conn: asyncpg.Connection[Any]) -> set[tuple[str, int]]:
     return {(row["package"], row["version"]) for row in rows}
 
 
-async def pending(conn: asyncpg.Connection[Any], packages: Sequence[str]) -> list[Migration]:
+async def pending(conn: Connection, packages: Sequence[str]) -> list[Migration]:
     """The migrations of ``packages`` not yet applied, in the order they would be."""
     done = await applied(conn)
     return [m for p in packages for m in discover(p) if (m.package, m.version) not in done]
 
 
-async def migrate(conn: asyncpg.Connection[Any], packages: Sequence[str]) -> list[Migration]:
+async def migrate(conn: Connection, packages: Sequence[str]) -> list[Migration]:
     """Apply every pending migration of ``packages``; returns those applied. Safe to run from
     several processes at once: they take turns on an advisory lock."""
     await conn.execute(QUERIES["migrations_lock"], _LOCK_KEY)
@@ -104,13 +104,14 @@ async def migrate(conn: asyncpg.Connection[Any], packages: Sequence[str]) -> lis
         await conn.execute(QUERIES["migrations_unlock"], _LOCK_KEY)
 
 
-async def load_schema(conn: asyncpg.Connection[Any], packages: Sequence[str]) -> None:
+async def load_schema(conn: Connection, packages: Sequence[str]) -> None:
     """Create a fresh database's schema from the packages' ``schema.sql`` files and record
     every migration as applied (how a test or a new install can skip the history)."""
     async with conn.transaction():
         await conn.execute(QUERIES["migrations_table"])
         for package in packages:
-            await conn.execute(schema_sql(package))
+            if sql := schema_sql(package).strip():
+                await conn.execute(sql)
             for m in discover(package):
                 await conn.execute(
                     QUERIES["migration_record"],

@@ -19,7 +19,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .database import TRANSIENT_ERRORS
+from .database import TRANSIENT_ERRORS, Connection
 from .errors import AppendOnlyViolation, ConcurrencyConflict
 from .queries import QUERIES
 from .records import (
@@ -108,7 +108,7 @@ class EventStore:
         events: Sequence[NewEvent],
         expected_version: int | None = None,
         *,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> list[AppendResult]:
         """Append ``events`` to ``stream`` atomically; one result per event, in order.
 
@@ -144,7 +144,7 @@ class EventStore:
         args: tuple[Any, ...],
         stream: str,
         expected_version: int | None,
-        conn: asyncpg.Connection[Any] | None,
+        conn: Connection | None,
     ) -> list[asyncpg.Record]:
         """Run a writing query: alone, retried in new transactions, then waking readers; or
         in the caller's transaction, where a lost race can only be reported."""
@@ -157,9 +157,7 @@ class EventStore:
         except _AppendRace as exc:
             raise ConcurrencyConflict(stream, expected_version, None) from exc
 
-    async def _retrying(
-        self, query: str, args: tuple[Any, ...]
-    ) -> list[asyncpg.Record]:
+    async def _retrying(self, query: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type((_AppendRace, *TRANSIENT_ERRORS)),
             stop=stop_after_attempt(_APPEND_ATTEMPTS),
@@ -172,9 +170,7 @@ class EventStore:
         raise AssertionError("unreachable: tenacity reraises the last error")
 
     @staticmethod
-    async def _fetch(
-        conn: asyncpg.Connection[Any], query: str, args: tuple[Any, ...]
-    ) -> list[asyncpg.Record]:
+    async def _fetch(conn: Connection, query: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
         with _translate_errors():
             return await conn.fetch(query, *args)
 
@@ -201,7 +197,7 @@ class EventStore:
         positions: Sequence[int],
         tombstone: NewEvent,
         *,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> PurgeResult:
         """Physically remove the events at ``positions`` (of the stream's partition) and append
         ``tombstone`` to ``stream``, in one transaction. The one sanctioned deletion: the
@@ -257,7 +253,9 @@ class EventStore:
         rows = await self.pool.fetch(QUERIES["read_category"], category, after, limit)
         return [event_from_row(row) for row in rows]
 
-    async def iter_all(self, *, after: int = 0, page_size: int = 1000) -> AsyncIterator[RecordedEvent]:
+    async def iter_all(
+        self, *, after: int = 0, page_size: int = 1000
+    ) -> AsyncIterator[RecordedEvent]:
         """Every event of the log in position order, read page by page."""
         while True:
             page = await self.read_all(after=after, limit=page_size)
@@ -277,7 +275,7 @@ class EventStore:
         after: LogCursor = LogCursor.START,
         limit: int = 500,
         *,
-        conn: asyncpg.Connection[Any] | None = None,
+        conn: Connection | None = None,
     ) -> SafePage:
         """The next events after ``after`` that can be read without ever skipping one
         (see :mod:`eventstore.tailing`). Consumers that keep their own checkpoint use this."""

@@ -24,11 +24,11 @@ PostgreSQL, where transaction ids are per node, per-stream version checkpoints w
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
-import asyncpg
 import msgspec
 
+from .database import Connection
 from .queries import QUERIES
 from .records import LogCursor, RecordedEvent, event_from_row
 
@@ -47,7 +47,7 @@ class SafePage(msgspec.Struct, frozen=True):
 class SafeReader(Protocol):
     """Reads the next page of the log after a cursor such that no event is ever skipped."""
 
-    async def read(self, conn: asyncpg.Connection[Any], after: LogCursor, limit: int) -> SafePage:
+    async def read(self, conn: Connection, after: LogCursor, limit: int) -> SafePage:
         """Events after ``after`` in tailing order, at most ``limit`` of them."""
         ...
 
@@ -55,7 +55,7 @@ class SafeReader(Protocol):
 class SnapshotXminReader:
     """The transaction-id horizon method described in this module's docstring."""
 
-    async def read(self, conn: asyncpg.Connection[Any], after: LogCursor, limit: int) -> SafePage:
+    async def read(self, conn: Connection, after: LogCursor, limit: int) -> SafePage:
         rows = await conn.fetch(QUERIES["read_safe"], after.transaction_id, after.position, limit)
         held_back = bool(rows) and rows[-1]["held_back"]
         if held_back:

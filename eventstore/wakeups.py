@@ -28,6 +28,9 @@ from .queries import QUERIES
 log = structlog.get_logger(__name__)
 
 DEFAULT_CHANNEL = "watchledger_events"
+# What may go wrong sending a hint or closing a connection, none of it worth more than a log.
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.InterfaceError)
+_RECONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, OSError)
 
 
 class Wakeups:
@@ -47,13 +50,13 @@ class Wakeups:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def wait(self, since: int, timeout: float | None) -> bool:
-        """Wait until woken after generation ``since``; False if ``timeout`` seconds passed first."""
+    async def wait(self, since: int, within: float | None) -> bool:
+        """Wait until woken after generation ``since``; False if ``within`` seconds pass first."""
         if self._generation != since:
             return True
         changed = self._changed
         try:
-            async with asyncio.timeout(timeout):
+            async with asyncio.timeout(within):
                 await changed.wait()
         except TimeoutError:
             return False
@@ -93,11 +96,17 @@ class LogListener:
     async def close(self) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await self._task
+            except asyncio.CancelledError:
+                pass
+            except (asyncpg.PostgresError, OSError) as exc:
+                # It had died already (say, its database was dropped): a supervisor watching
+                # the task has been told; closing is no place to raise it again.
+                log.error("listener_failed", channel=self._channel, error=str(exc))
             self._task = None
         if self._conn is not None:
-            with contextlib.suppress(*TRANSIENT_ERRORS, asyncpg.InterfaceError):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 await self._conn.close(timeout=5)
             self._conn = None
         # Whoever still waits re-reads now rather than at its next poll.
@@ -123,7 +132,7 @@ class LogListener:
             self._conn = None
             self.wakeups.wake()
             async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type((*TRANSIENT_ERRORS, OSError)),
+                retry=retry_if_exception_type(_RECONNECT_ERRORS),
                 wait=wait_exponential(multiplier=0.05, max=self._max_delay),
             ):
                 with attempt:
@@ -158,7 +167,7 @@ class Notifier:
             return
         if self._pending.is_set():
             # Flush the last hint so a waiter elsewhere does not wait for its poll.
-            with contextlib.suppress(*TRANSIENT_ERRORS, asyncpg.InterfaceError):
+            with contextlib.suppress(*_CONNECTION_ERRORS):
                 await self._send()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -175,7 +184,7 @@ class Notifier:
             await self._pending.wait()
             try:
                 await self._send()
-            except (*TRANSIENT_ERRORS, asyncpg.InterfaceError) as exc:
+            except _CONNECTION_ERRORS as exc:
                 # Waiters poll anyway; try again shortly rather than spin on a broken database.
                 log.warning("notify_failed", channel=self._channel, error=str(exc))
                 self._pending.set()

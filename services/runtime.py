@@ -29,7 +29,9 @@ def database(settings: Settings) -> Iterator[str]:
         yield url
 
 
-async def serve(settings: Settings, database_url: str, *, started: asyncio.Event | None = None) -> None:
+async def serve(
+    settings: Settings, database_url: str, *, started: asyncio.Event | None = None
+) -> None:
     """Serve the API until SIGINT or SIGTERM, then let in-flight requests finish."""
     runner = web.AppRunner(
         create_app(settings, database_url),

@@ -83,15 +83,19 @@ CREATE FUNCTION eventstore_append(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_current bigint;
-    v_found integer;
+    v_found uuid[];
 BEGIN
-    RETURN QUERY
-        SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id, true, false
-        FROM events e
-        WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids);
-    GET DIAGNOSTICS v_found = ROW_COUNT;
-    IF v_found = cardinality(p_event_ids) THEN
-        RETURN;
+    SELECT coalesce(array_agg(e.event_id), '{}') INTO v_found
+    FROM events e
+    WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids);
+    IF cardinality(v_found) > 0 THEN
+        RETURN QUERY
+            SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id, true, false
+            FROM events e
+            WHERE e.account_id = p_account_id AND e.event_id = ANY (v_found);
+        IF cardinality(v_found) = cardinality(p_event_ids) THEN
+            RETURN;
+        END IF;
     END IF;
 
     SELECT coalesce(max(e.version), 0) INTO v_current
@@ -109,9 +113,9 @@ BEGIN
                i.event_id, i.type, i.schema_version, i.data
         FROM unnest(p_event_ids, p_types, p_schema_versions, p_data)
                  WITH ORDINALITY AS i (event_id, type, schema_version, data, ord)
-        WHERE NOT EXISTS (
-            SELECT 1 FROM events d WHERE d.account_id = p_account_id AND d.event_id = i.event_id
-        )
+        -- Not a fresh look: an id committed since the lookup above must fail on the unique
+        -- key (and be retried, then reported as a duplicate), not vanish from the result.
+        WHERE i.event_id <> ALL (v_found)
         ORDER BY i.ord
         RETURNING e.event_id, e.position, e.version, e.recorded_at, e.transaction_id, false, false;
 END;

@@ -1,0 +1,1 @@
+"""The edges of watchledger: HTTP API, command line, configuration, embedded PostgreSQL, logging."""

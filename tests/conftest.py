@@ -1,0 +1,124 @@
+"""Test harness: real PostgreSQL only.
+
+The server is an embedded PostgreSQL 18 started for the session, or the one that
+``WATCHLEDGER_TEST_DATABASE_URL`` names. Migrations run once into a template database; each
+test gets its own database cloned from it (``CREATE DATABASE ... TEMPLATE``), so tests never
+see each other's events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import shutil
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from eventstore import EventStore, LogListener, migrations
+from eventstore import database as db
+from services.api import MIGRATION_PACKAGES
+from services.bench import with_database
+from services.embedded import EmbeddedPostgres
+
+TEST_DATABASE_ENV = "WATCHLEDGER_TEST_DATABASE_URL"
+
+
+async def _admin(url: str, *statements: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        for statement in statements:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def server_url() -> Iterator[str]:
+    """URL of a database on the test server from which others can be created."""
+    url = os.environ.get(TEST_DATABASE_ENV)
+    if url:
+        yield url
+        return
+    folder = Path(tempfile.mkdtemp(prefix="watchledger-test-"))
+    embedded = EmbeddedPostgres(folder, throwaway=True)
+    try:
+        embedded.start()
+        yield embedded.admin_url
+    finally:
+        embedded.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def template_name(server_url: str) -> Iterator[str]:
+    """A database with every migration applied, cloned by each test."""
+    name = f"wl_template_{secrets.token_hex(4)}"
+
+    async def create() -> None:
+        await _admin(server_url, f'CREATE DATABASE "{name}"')
+        conn = await db.connect(with_database(server_url, name))
+        try:
+            await migrations.migrate(conn, MIGRATION_PACKAGES)
+        finally:
+            await conn.close()
+
+    asyncio.run(create())
+    yield name
+    asyncio.run(_admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+async def make_database(server_url: str, template_name: str) -> AsyncIterator[Callable[..., Any]]:
+    """Factory: ``await make_database(migrated=True)`` returns the URL of a new database."""
+    created: list[str] = []
+
+    async def make(*, migrated: bool = True) -> str:
+        name = f"wl_test_{secrets.token_hex(6)}"
+        template = f' TEMPLATE "{template_name}"' if migrated else ""
+        await _admin(server_url, f'CREATE DATABASE "{name}"{template}')
+        created.append(name)
+        return with_database(server_url, name)
+
+    yield make
+    for name in created:
+        await _admin(server_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+async def database_url(make_database: Callable[..., Any]) -> str:
+    url: str = await make_database()
+    return url
+
+
+@pytest.fixture
+async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await db.create_pool(database_url, min_size=2, max_size=24)
+    yield pool
+    await pool.close()
+
+
+@pytest.fixture
+async def store(pool: asyncpg.Pool[Any], database_url: str) -> AsyncIterator[EventStore]:
+    """An event store with a live LISTEN connection; polls only every 30 s, so a test that
+    sees an event quickly saw it because of a wake-up, not a poll."""
+    listener = LogListener(lambda: db.connect(database_url))
+    async with EventStore(pool, listener=listener, poll_interval=30.0) as store:
+        yield store
+
+
+@pytest.fixture(autouse=True)
+async def fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
+    """Any exception the event loop reports (a task that died unobserved, a failing callback)
+    fails the test that caused it."""
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, Any]] = []
+    loop.set_exception_handler(lambda _loop, context: errors.append(context))
+    yield
+    loop.set_exception_handler(None)
+    assert not errors, f"unhandled event-loop errors: {errors}"

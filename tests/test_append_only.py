@@ -1,0 +1,116 @@
+"""The log is append-only in the database itself; purge is the one sanctioned deletion."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import asyncpg
+import msgspec
+import pytest
+
+from eventstore import EventStore, NewEvent
+from tests.helpers import body, event
+
+
+def tombstone(**data: object) -> NewEvent:
+    return NewEvent(type="history_deleted", data=msgspec.Raw(msgspec.json.encode(data)))
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "UPDATE events SET type = 'changed'",
+        "UPDATE events SET data = '{}'::jsonb WHERE version = 1",
+        "DELETE FROM events",
+        "DELETE FROM events WHERE version = 1",
+        "TRUNCATE events",
+    ],
+)
+async def test_ordinary_sql_cannot_change_or_remove_events(
+    store: EventStore, pool: asyncpg.Pool[Any], statement: str
+) -> None:
+    await store.append("account-a1", [event(1), event(2)])
+
+    with pytest.raises(asyncpg.ProhibitedSQLStatementAttemptedError, match="append-only"):
+        await pool.execute(statement)
+
+    assert [body(e.data) for e in await store.read_stream("account-a1")] == [{"n": 1}, {"n": 2}]
+
+
+async def test_the_purge_flag_does_not_outlive_a_purge(
+    store: EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    [first, _] = await store.append("account-a1", [event(1), event(2)])
+    async with pool.acquire() as conn, conn.transaction():
+        await store.purge("account-a1", [first.position], tombstone(), conn=conn)
+        with pytest.raises(asyncpg.ProhibitedSQLStatementAttemptedError):
+            await conn.execute("DELETE FROM events")
+
+
+async def test_purge_removes_exactly_the_named_events_and_leaves_a_tombstone(
+    store: EventStore,
+) -> None:
+    kept, gone = await store.append("account-a1", [event(1), event(2)])
+    [other] = await store.append("account-b2", [event(3)])
+    [gone_too] = await store.append("history-a1", [event(4)])
+
+    result = await store.purge(
+        "account-a1",
+        # another account's position is not this account's to remove
+        [gone.position, gone_too.position, other.position],
+        tombstone(kind="history"),
+    )
+
+    assert result.deleted == 2
+    stream = await store.read_stream("account-a1")
+    assert [(e.version, e.type) for e in stream] == [(1, "noted"), (3, "history_deleted")]
+    assert body(stream[-1].data) == {"kind": "history"}
+    assert stream[-1].position == result.tombstone_position
+    assert result.tombstone_version == 3
+    assert await store.read_stream("history-a1") == []
+    assert [body(e.data) for e in await store.read_stream("account-b2")] == [{"n": 3}]
+    assert kept.position in {e.position for e in stream}
+
+
+async def test_after_purging_the_newest_event_versions_are_not_reused(store: EventStore) -> None:
+    [_, newest] = await store.append("account-a1", [event(1), event(2)])
+    await store.purge("account-a1", [newest.position], tombstone())
+
+    [next_one] = await store.append("account-a1", [event(3)])
+
+    assert next_one.version == 4
+
+
+async def test_a_retried_purge_changes_nothing(store: EventStore) -> None:
+    [a, b] = await store.append("account-a1", [event(1), event(2)])
+    marker = tombstone()
+    first = await store.purge("account-a1", [a.position], marker)
+
+    again = await store.purge("account-a1", [b.position], marker)
+
+    assert again.deleted == 0
+    assert again.tombstone_position == first.tombstone_position
+    remaining = await store.read_stream("account-a1")
+    assert body(remaining[0].data) == {"n": 2}
+
+
+async def test_a_purge_is_visible_to_tailing_readers(store: EventStore) -> None:
+    [a] = await store.append("account-a1", [event(1)])
+    result = await store.purge(
+        "account-a1",
+        [a.position],
+        tombstone(),
+    )
+    page = await store.read_safe()
+    assert [e.position for e in page.events] == [result.tombstone_position]
+    assert page.events[0].type == "history_deleted"
+
+
+async def test_purge_ids_are_idempotency_keys_too(store: EventStore) -> None:
+    marker_id = uuid.uuid4()
+    [a] = await store.append("account-a1", [event(1)])
+    marker = NewEvent(type="history_deleted", data=msgspec.Raw(b"{}"), event_id=marker_id)
+    await store.purge("account-a1", [a.position], marker)
+    [again] = await store.append("account-a1", [marker])
+    assert again.duplicate

@@ -1,0 +1,155 @@
+"""Migrations: applied once, recorded, equal to schema.sql, and fit for distribution."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import pytest
+
+from eventstore import MigrationError, migrations
+from eventstore import database as db
+from eventstore.migrations import Migration
+from services.api import MIGRATION_PACKAGES
+
+# Tables that are global bookkeeping, not account data (they stay local / reference tables
+# on a distributed PostgreSQL).
+GLOBAL_TABLES = {"schema_migrations"}
+
+CATALOG = {
+    "columns": """
+        SELECT table_name, column_name, data_type, is_nullable, column_default,
+               is_generated, generation_expression
+        FROM information_schema.columns WHERE table_schema = 'public'
+        ORDER BY table_name, column_name""",
+    "constraints": """
+        SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid)
+        FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+        ORDER BY 1, 2""",
+    "indexes": """
+        SELECT tablename, indexname, indexdef FROM pg_indexes WHERE schemaname = 'public'
+        ORDER BY 1, 2""",
+    "triggers": """
+        SELECT tgrelid::regclass::text, tgname, pg_get_triggerdef(oid) FROM pg_trigger
+        WHERE NOT tgisinternal ORDER BY 1, 2""",
+    "functions": """
+        SELECT proname, pg_get_functiondef(oid) FROM pg_proc
+        WHERE pronamespace = 'public'::regnamespace ORDER BY 1""",
+    "sequences": """
+        SELECT sequencename, data_type::text, increment_by FROM pg_sequences
+        WHERE schemaname = 'public' ORDER BY 1""",
+}
+
+
+async def describe(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    conn = await asyncpg.connect(url)
+    try:
+        return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in CATALOG.items()}
+    finally:
+        await conn.close()
+
+
+async def test_migrations_produce_exactly_schema_sql(make_database: Callable[..., Any]) -> None:
+    migrated = await make_database(migrated=False)
+    from_schema = await make_database(migrated=False)
+    conn = await db.connect(migrated)
+    try:
+        applied = await migrations.migrate(conn, MIGRATION_PACKAGES)
+    finally:
+        await conn.close()
+    assert [m.label for m in applied] == ["eventstore/0001_event_log"]
+    conn = await db.connect(from_schema)
+    try:
+        await migrations.load_schema(conn, MIGRATION_PACKAGES)
+        assert await migrations.pending(conn, MIGRATION_PACKAGES) == []
+    finally:
+        await conn.close()
+
+    assert await describe(migrated) == await describe(from_schema)
+
+
+async def test_migrate_applies_each_migration_once_even_when_run_concurrently(
+    make_database: Callable[..., Any],
+) -> None:
+    url = await make_database(migrated=False)
+
+    async def run() -> list[Migration]:
+        conn = await db.connect(url)
+        try:
+            return await migrations.migrate(conn, MIGRATION_PACKAGES)
+        finally:
+            await conn.close()
+
+    results = await asyncio.gather(*(run() for _ in range(4)))
+
+    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    conn = await asyncpg.connect(url)
+    try:
+        rows = await conn.fetch("SELECT package, version, name FROM schema_migrations")
+    finally:
+        await conn.close()
+    assert [tuple(r) for r in rows] == [("eventstore", 1, "event_log")]
+    assert await run() == []
+
+
+async def test_a_failing_migration_is_reported_and_not_recorded(
+    make_database: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = await make_database(migrated=False)
+    broken = Migration("eventstore", 1, "broken", "CREATE TABLE nope (")
+    monkeypatch.setattr(
+        migrations, "discover", lambda package: [broken] if package == "eventstore" else []
+    )
+    conn = await db.connect(url)
+    try:
+        with pytest.raises(MigrationError, match="eventstore/0001_broken"):
+            await migrations.migrate(conn, MIGRATION_PACKAGES)
+        assert await migrations.applied(conn) == set()
+    finally:
+        await conn.close()
+
+
+def test_migration_files_are_numbered_without_gaps() -> None:
+    for package in MIGRATION_PACKAGES:
+        versions = [m.version for m in migrations.discover(package)]
+        assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_every_table_can_be_distributed_by_account(make_database: Callable[..., Any]) -> None:
+    """Citus needs every unique key to include the distribution column. PostgreSQL's hash
+    partitioning has the same rule, so every table of schema.sql (but the global ones) is
+    created here partitioned by account_id: any key without it fails."""
+    url = await make_database(migrated=False)
+    sql = "\n".join(migrations.schema_sql(p) for p in MIGRATION_PACKAGES)
+    tables = re.findall(r"^CREATE TABLE (\w+) \(", sql, flags=re.MULTILINE)
+    assert tables, "schema.sql defines no tables?"
+    partitioned = re.sub(
+        r"^(CREATE TABLE (\w+) \(.*?^\));",
+        lambda m: (
+            m.group(1)
+            + ("" if m.group(2) in GLOBAL_TABLES else " PARTITION BY HASH (account_id)")
+            + ";"
+        ),
+        sql,
+        flags=re.MULTILINE | re.DOTALL,
+    )
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute(partitioned)
+        for table in tables:
+            if table in GLOBAL_TABLES:
+                continue
+            kind = await conn.fetchval(
+                "SELECT relkind::text FROM pg_class WHERE relname = $1", table
+            )
+            assert kind == "p", f"{table} was not created partitioned"
+            for i in range(2):
+                await conn.execute(
+                    f"CREATE TABLE {table}_p{i} PARTITION OF {table} "
+                    f"FOR VALUES WITH (MODULUS 2, REMAINDER {i})"
+                )
+    finally:
+        await conn.close()

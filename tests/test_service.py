@@ -1,0 +1,264 @@
+"""The running service: health and readiness over real HTTP, the CLI, settings and logs."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import os
+import signal
+import socket
+import sys
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import asyncpg
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from services import cli
+from services.api import create_app
+from services.config import Settings
+from services.logs import configure_logging
+
+WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))
+
+
+@pytest.fixture
+async def client_for(make_database: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
+    """Factory of clients of a real server; closed before the test's databases are dropped."""
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(url: str, *, migrate: bool = True) -> TestClient[Any, Any]:
+        client: TestClient[Any, Any] = TestClient(
+            TestServer(create_app(Settings(), url, migrate=migrate))
+        )
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+async def test_healthz_and_readyz_answer_when_all_is_well(
+    client_for: Callable[..., Any], database_url: str
+) -> None:
+    client = await client_for(database_url)
+
+    health = await client.get("/healthz")
+    assert health.status == 200
+    assert await health.json() == {"status": "ok"}
+
+    ready = await client.get("/readyz")
+    assert ready.status == 200
+    assert await ready.json() == {"status": "ready"}
+
+
+async def test_readyz_is_503_while_migrations_are_pending(
+    client_for: Callable[..., Any], make_database: Callable[..., Any]
+) -> None:
+    client = await client_for(await make_database(migrated=False), migrate=False)
+
+    ready = await client.get("/readyz")
+
+    assert ready.status == 503
+    body = await ready.json()
+    assert body["reason"] == "migrations_pending"
+    assert body["pending"] == ["eventstore/0001_event_log"]
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_readyz_is_503_when_the_database_is_gone(
+    client_for: Callable[..., Any], server_url: str, make_database: Callable[..., Any]
+) -> None:
+    url = await make_database()
+    client = await client_for(url)
+    assert (await client.get("/readyz")).status == 200
+
+    admin = await asyncpg.connect(server_url)
+    try:
+        await admin.execute(f'DROP DATABASE "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+    ready = await client.get("/readyz")
+    assert ready.status == 503
+    assert (await ready.json())["reason"] == "database_unreachable"
+    assert (await client.get("/healthz")).status == 200
+
+
+def test_help_lists_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--help"])
+    assert exited.value.code == 0
+    out = capsys.readouterr().out
+    for command in ("serve", "migrate", "bench"):
+        assert command in out
+
+
+@pytest.mark.parametrize("command", ["serve", "migrate", "bench"])
+def test_command_help_names_the_environment_variables(
+    capsys: pytest.CaptureFixture[str], command: str
+) -> None:
+    with pytest.raises(SystemExit):
+        cli.main([command, "--help"])
+    out = capsys.readouterr().out
+    assert "WATCHLEDGER_DATABASE_URL" in out
+    assert "WATCHLEDGER_DATA_DIR" in out
+
+
+async def test_migrate_command(
+    make_database: Callable[..., Any], capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = await make_database(migrated=False)
+
+    def run(*args: str) -> int:
+        return cli.main(["migrate", "--database-url", url, "--log-format", "json", *args])
+
+    assert await asyncio.to_thread(run, "--status") == 1
+    assert "1 pending" in capsys.readouterr().out
+    assert await asyncio.to_thread(run) == 0
+    assert "applied eventstore/0001_event_log" in capsys.readouterr().out
+    assert await asyncio.to_thread(run) == 0
+    assert "0 applied" in capsys.readouterr().out
+    assert await asyncio.to_thread(run, "--status") == 0
+
+
+def test_settings_come_from_the_environment_and_flags_override() -> None:
+    env = {
+        "WATCHLEDGER_PORT": "9001",
+        "WATCHLEDGER_HOST": "::1",
+        "WATCHLEDGER_LOG_LEVEL": "debug",
+    }
+    settings = Settings.load(env, {"port": 9002, "host": None})
+    assert settings.port == 9002
+    assert settings.host == "::1"
+    assert settings.log_level == "debug"
+    assert settings.database_url is None
+    assert Settings.load({}).port == 8080
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"WATCHLEDGER_PORT": "eighty"}, "port"),
+        ({"WATCHLEDGER_LOG_LEVEL": "loud"}, "log_level"),
+        ({"WATCHLEDGER_LOG_FORMAT": "xml"}, "log_format"),
+    ],
+)
+def test_bad_settings_are_refused_clearly(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Settings.load(env)
+
+
+def test_the_cli_reports_a_bad_setting_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("WATCHLEDGER_PORT", "eighty")
+    assert cli.main(["migrate"]) == 2
+    assert "invalid setting" in capsys.readouterr().err
+
+
+def test_logs_are_json_lines_off_a_terminal() -> None:
+    import structlog
+
+    stream = io.StringIO()
+    configure_logging("info", "auto", stream=stream)
+    try:
+        structlog.get_logger("test").info("projection_applied", projection="state", position=7)
+        import logging
+
+        logging.getLogger("aiohttp.access").info("a standard library record")
+    finally:
+        configure_logging("info", "console")
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert lines[0]["event"] == "projection_applied"
+    assert lines[0]["position"] == 7
+    assert lines[0]["level"] == "info"
+    assert "timestamp" in lines[0]
+    assert lines[1]["event"] == "a standard library record"
+    assert lines[1]["logger"] == "aiohttp.access"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def _serve_until_ready(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+    port = _free_port()
+    proc = await asyncio.create_subprocess_exec(
+        WATCHLEDGER,
+        "serve",
+        "--port",
+        str(port),
+        "--log-format",
+        "json",
+        env={**os.environ, **env},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        # The process says when it listens: wait for that line rather than poll.
+        while True:
+            line = await proc.stdout.readline()
+            assert line, "serve exited before it was ready"
+            if json.loads(line).get("event") == "serving":
+                break
+    return proc, port
+
+
+async def _stop(proc: asyncio.subprocess.Process, sig: int) -> list[dict[str, Any]]:
+    proc.send_signal(sig)
+    assert proc.stdout is not None
+    async with asyncio.timeout(60):
+        rest = await proc.stdout.read()
+        code = await proc.wait()
+    assert code == 0
+    return [json.loads(line) for line in rest.splitlines() if line.startswith(b"{")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+async def test_serve_answers_readyz_and_stops_cleanly_on_a_signal(
+    database_url: str, sig: int
+) -> None:
+    proc, port = await _serve_until_ready({"WATCHLEDGER_DATABASE_URL": database_url})
+    try:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"http://127.0.0.1:{port}/readyz") as ready,
+        ):
+            assert ready.status == 200
+    finally:
+        events = [e["event"] for e in await _stop(proc, sig)]
+    assert events[0] == "stopping"
+    assert events[-1] == "stopped"
+
+
+async def test_serve_with_no_database_configured_runs_and_stops_an_embedded_one(
+    tmp_path: Path,
+) -> None:
+    env = {"WATCHLEDGER_DATA_DIR": str(tmp_path), "WATCHLEDGER_DATABASE_URL": ""}
+    proc, port = await _serve_until_ready(env)
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"http://127.0.0.1:{port}/readyz") as ready,
+    ):
+        assert ready.status == 200
+    events = await _stop(proc, signal.SIGTERM)
+    assert "embedded_postgres_stopped" in [e["event"] for e in events]
+    assert not (tmp_path / "postgres-18" / "postmaster.pid").exists()
+    assert (tmp_path / "postgres-18" / "PG_VERSION").exists()  # the data stays
+
+    # A second start finds the data folder and its migrated database again.
+    proc, port = await _serve_until_ready(env)
+    events = await _stop(proc, signal.SIGTERM)
+    assert "migration_applied" not in [e["event"] for e in events]
