@@ -3,6 +3,7 @@
 
     python3 dev.py serve [ARGS...]   install into ./.venv (once), then `watchledger serve ARGS...`
     python3 dev.py test  [ARGS...]   install into ./.venv (once), then ruff, mypy and pytest ARGS...
+    python3 dev.py pytest [ARGS...]  install, then pytest ARGS... alone
     python3 dev.py run CMD [ARGS...] install, then any `watchledger` command (bench, migrate, ...)
 
 The virtual environment is reinstalled only when pyproject.toml changes.
@@ -67,6 +68,8 @@ def main(argv: list[str]) -> int:
             )
             if subprocess.run(check, cwd=ROOT).returncode:
                 return 1
+        return subprocess.run([str(BIN / "pytest"), *rest], cwd=ROOT).returncode
+    if command == "pytest":
         return subprocess.run([str(BIN / "pytest"), *rest], cwd=ROOT).returncode
     print(f"dev.py: unknown command {command!r}\n{__doc__}", file=sys.stderr)
     return 2

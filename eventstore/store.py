@@ -46,6 +46,9 @@ class _AppendRace(Exception):
     """Another transaction took the version (or stored the event id) first."""
 
 
+_RETRYABLE: tuple[type[BaseException], ...] = (_AppendRace, *TRANSIENT_ERRORS)
+
+
 @contextlib.contextmanager
 def _translate_errors() -> Iterator[None]:
     try:
@@ -158,16 +161,25 @@ class EventStore:
             raise ConcurrencyConflict(stream, expected_version, None) from exc
 
     async def _retrying(self, query: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
+        try:
+            return await self._fetch_pooled(query, args)
+        except _RETRYABLE:
+            pass  # lost a race, or the connection: again below, in new transactions
+        # Only the retry path pays for a retrier (building one costs more than a fast append's
+        # own Python work).
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((_AppendRace, *TRANSIENT_ERRORS)),
-            stop=stop_after_attempt(_APPEND_ATTEMPTS),
+            retry=retry_if_exception_type(_RETRYABLE),
+            stop=stop_after_attempt(_APPEND_ATTEMPTS - 1),
             wait=wait_random_exponential(multiplier=0.001, max=0.05),
             reraise=True,
         ):
             with attempt:
-                async with self.pool.acquire() as conn:
-                    return await self._fetch(conn, query, args)
+                return await self._fetch_pooled(query, args)
         raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _fetch_pooled(self, query: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
+        async with self.pool.acquire() as conn:
+            return await self._fetch(conn, query, args)
 
     @staticmethod
     async def _fetch(conn: Connection, query: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:

@@ -57,6 +57,7 @@ class Figure(msgspec.Struct, frozen=True):
     name: str
     events: int
     seconds: float
+    ceiling: bool = False
 
     @property
     def rate(self) -> float:
@@ -68,80 +69,60 @@ def _event(i: int) -> NewEvent:
     return NewEvent(type="bench_watched", data=msgspec.Raw(msgspec.json.encode(body)))
 
 
-async def _timed(name: str, events: int, work: Callable[[], Awaitable[Any]]) -> Figure:
+async def _timed(
+    name: str, events: int, work: Callable[[], Awaitable[Any]], *, ceiling: bool = False
+) -> Figure:
     start = time.perf_counter()
     await work()
-    return Figure(name, events, time.perf_counter() - start)
+    return Figure(name, events, time.perf_counter() - start, ceiling)
 
 
 async def bench_eventstore(url: str, *, writers: int, events: int, batch: int) -> list[Figure]:
+    """Append and read figures for the event store, each beside the raw ceiling it compares to."""
     figures: list[Figure] = []
+    per_writer = max(1, events // writers)
+    batches = max(1, events // batch)
+    batch_writers = min(writers, 4)
     async with scratch_database(url) as scratch:
         pool = await db.create_pool(scratch, min_size=writers, max_size=writers + 2)
         try:
             async with EventStore(pool) as store:
-                per_writer = max(1, events // writers)
-
-                async def single_writer(w: int) -> None:
-                    stream = f"account-single{w}"
-                    for i in range(per_writer):
-                        await store.append(stream, [_event(i)])
+                await pool.execute(QUERIES["bench_tables"])
 
                 async def singles() -> None:
-                    await asyncio.gather(*(single_writer(w) for w in range(writers)))
+                    async def writer(w: int) -> None:
+                        for i in range(per_writer):
+                            await store.append(f"account-single{w}", [_event(i)])
 
-                figures.append(
-                    await _timed(
-                        f"append, 1 event/tx, {writers} writers", per_writer * writers, singles
-                    )
-                )
+                    await asyncio.gather(*(writer(w) for w in range(writers)))
 
-                batches = max(1, events // batch)
-
-                async def batched() -> None:
-                    queue = list(range(batches))
-
-                    async def batch_writer(w: int) -> None:
-                        while queue:
-                            b = queue.pop()
-                            await store.append(
-                                f"account-batch{b}", [_event(i) for i in range(batch)]
+                async def raw_inserts() -> None:
+                    async def writer(w: int) -> None:
+                        for i in range(per_writer):
+                            await pool.execute(
+                                QUERIES["bench_insert"],
+                                f"r{w}",
+                                f"account-r{w}",
+                                i + 1,
+                                uuid.uuid4(),
+                                "bench_watched",
+                                1,
+                                bytes(_event(i).data),
                             )
 
-                    await asyncio.gather(*(batch_writer(w) for w in range(min(writers, 4))))
+                    await asyncio.gather(*(writer(w) for w in range(writers)))
 
-                figures.append(
-                    await _timed(
-                        f"append, {batch} events/tx, {min(writers, 4)} writers",
-                        batches * batch,
-                        batched,
-                    )
-                )
+                async def batched() -> None:
+                    todo = list(range(batches))
 
-                total = await store.head()
+                    async def writer() -> None:
+                        while todo:
+                            b = todo.pop()
+                            await store.append(f"account-b{b}", [_event(i) for i in range(batch)])
 
-                async def read_all() -> None:
-                    count = 0
-                    async for _ in store.iter_all(page_size=5000):
-                        count += 1
-                    assert count == total, (count, total)
+                    await asyncio.gather(*(writer() for _ in range(batch_writers)))
 
-                figures.append(await _timed("read whole log (position order)", total, read_all))
-
-                async def tail_all() -> None:
-                    cursor, count = LogCursor.START, 0
-                    while True:
-                        page = await store.read_safe(cursor, 5000)
-                        count += len(page.events)
-                        if not page.events:
-                            break
-                        cursor = page.events[-1].cursor
-                    assert count == total, (count, total)
-
-                figures.append(await _timed("read whole log (safe tail order)", total, tail_all))
-
-                # The ceiling: the same rows bulk-loaded with COPY into a plain (logged) table
-                # without indexes, constraints or triggers. Rows are built before the clock starts.
+                # Rows for COPY are built before the clock starts.
                 rows = [
                     (
                         f"c{b}",
@@ -155,31 +136,61 @@ async def bench_eventstore(url: str, *, writers: int, events: int, batch: int) -
                     for b in range(batches)
                     for i in range(batch)
                 ]
-                async with pool.acquire() as conn:
-                    await conn.execute(QUERIES["bench_copy_table"])
 
-                    async def raw_copy() -> None:
-                        await conn.copy_records_to_table("bench_copy", records=rows)
+                async def raw_copy() -> None:
+                    await pool.copy_records_to_table("bench_copy", records=rows)
 
-                    figures.append(
-                        await _timed("raw COPY of the same rows (ceiling)", len(rows), raw_copy)
-                    )
+                n_single, n_batch = per_writer * writers, batches * batch
+                figures += [
+                    await _timed(f"append, 1 event/tx, {writers} writers", n_single, singles),
+                    await _timed(
+                        f"  ceiling: plain INSERT, 1 row/tx, {writers} writers",
+                        n_single,
+                        raw_inserts,
+                        ceiling=True,
+                    ),
+                    await _timed(
+                        f"append, {batch} events/tx, {batch_writers} writers", n_batch, batched
+                    ),
+                    await _timed(
+                        "  ceiling: COPY of the same rows", len(rows), raw_copy, ceiling=True
+                    ),
+                ]
+                total = await store.head()
+
+                async def read_all() -> None:
+                    count = sum([1 async for _ in store.iter_all(page_size=5000)])
+                    assert count == total, (count, total)
+
+                async def tail_all() -> None:
+                    cursor, count = LogCursor.START, 0
+                    while page := (await store.read_safe(cursor, 5000)).events:
+                        count += len(page)
+                        cursor = page[-1].cursor
+                    assert count == total, (count, total)
+
+                figures += [
+                    await _timed("read the whole log, position order", total, read_all),
+                    await _timed("read the whole log, safe tailing order", total, tail_all),
+                ]
         finally:
             await pool.close()
     return figures
 
 
-def print_figures(title: str, figures: list[Figure], ceiling: Figure | None) -> None:
+def print_figures(title: str, figures: list[Figure]) -> None:
+    """A table; each measurement followed by a ceiling shows its share of that ceiling."""
     print(f"\n{title}")
-    print(f"{'measurement':45} {'events':>9} {'seconds':>8} {'events/s':>11} {'of COPY':>8}")
-    for f in figures:
-        ratio = f"{f.rate / ceiling.rate:7.1%}" if ceiling and f is not ceiling else ""
-        print(f"{f.name:45} {f.events:9d} {f.seconds:8.2f} {f.rate:11,.0f} {ratio:>8}")
+    print(f"{'measurement':52} {'events':>8} {'seconds':>8} {'events/s':>10} {'of ceiling':>10}")
+    for i, f in enumerate(figures):
+        after = figures[i + 1] if i + 1 < len(figures) else None
+        share = f"{f.rate / after.rate:10.0%}" if after and after.ceiling and not f.ceiling else ""
+        print(f"{f.name:52} {f.events:8d} {f.seconds:8.2f} {f.rate:10,.0f} {share:>10}")
 
 
 async def run_bench(suite: str, url: str, *, writers: int, events: int, batch: int) -> int:
     if suite == "eventstore":
         figures = await bench_eventstore(url, writers=writers, events=events, batch=batch)
-        print_figures("watchledger bench eventstore", figures, figures[-1])
+        print_figures("watchledger bench eventstore", figures)
         return 0
     raise ValueError(f"unknown benchmark suite {suite!r}")
