@@ -103,6 +103,12 @@ class AppendResult(msgspec.Struct, frozen=True):
     position: int
     version: int
     duplicate: bool
+    transaction_id: int
+
+    @property
+    def cursor(self) -> LogCursor:
+        """The tailing cursor of this event: a reader past it has seen it."""
+        return LogCursor(self.transaction_id, self.position)
 
 
 class PurgeResult(msgspec.Struct, frozen=True):

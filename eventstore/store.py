@@ -78,7 +78,7 @@ class EventStore:
     ) -> None:
         self.pool = pool
         self.listener = listener
-        self.wakeups = listener.wakeups if listener is not None else Wakeups()
+        self.wakeups = listener.wakeups_for(channel) if listener is not None else Wakeups()
         self.poll_interval = poll_interval
         self._reader: SafeReader = reader or SnapshotXminReader()
         self._notifier = Notifier(pool, channel=channel)
@@ -199,6 +199,7 @@ class EventStore:
                 position=by_id[event_id]["event_position"],
                 version=by_id[event_id]["stream_version"],
                 duplicate=by_id[event_id]["duplicate"],
+                transaction_id=by_id[event_id]["transaction_id"],
             )
             for event_id in ids
         ]

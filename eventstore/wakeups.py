@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -67,19 +67,29 @@ Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
 
 
 class LogListener:
-    """LISTENs on the log's channel over one dedicated connection and wakes :attr:`wakeups`."""
+    """LISTENs on one or more channels over one dedicated connection; each channel has its
+    own :class:`Wakeups` (:meth:`wakeups_for`), the first one's is :attr:`wakeups`."""
 
     def __init__(
-        self, connect: Connect, *, channel: str = DEFAULT_CHANNEL, max_reconnect_delay: float = 5.0
+        self,
+        connect: Connect,
+        *,
+        channels: Sequence[str] = (DEFAULT_CHANNEL,),
+        max_reconnect_delay: float = 5.0,
     ) -> None:
-        self.wakeups = Wakeups()
+        if not channels:
+            raise ValueError("a listener needs at least one channel")
+        self._wakeups = {channel: Wakeups() for channel in channels}
+        self.wakeups = self._wakeups[channels[0]]
         self._connect = connect
-        self._channel = channel
         self._max_delay = max_reconnect_delay
         self._conn: asyncpg.Connection[Any] | None = None
         self._lost = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.reconnects = 0
+
+    def wakeups_for(self, channel: str) -> Wakeups:
+        return self._wakeups[channel]
 
     @property
     def task(self) -> asyncio.Task[None] | None:
@@ -91,7 +101,7 @@ class LogListener:
 
     async def start(self) -> None:
         await self._open()
-        self._task = asyncio.create_task(self._supervise(), name=f"listener:{self._channel}")
+        self._task = asyncio.create_task(self._supervise(), name="log-listener")
 
     async def close(self) -> None:
         if self._task is not None:
@@ -103,24 +113,29 @@ class LogListener:
             except (asyncpg.PostgresError, OSError) as exc:
                 # It had died already (say, its database was dropped): a supervisor watching
                 # the task has been told; closing is no place to raise it again.
-                log.error("listener_failed", channel=self._channel, error=str(exc))
+                log.error("listener_failed", error=str(exc))
             self._task = None
         if self._conn is not None:
             with contextlib.suppress(*_CONNECTION_ERRORS):
                 await self._conn.close(timeout=5)
             self._conn = None
         # Whoever still waits re-reads now rather than at its next poll.
-        self.wakeups.wake()
+        self._wake_all()
+
+    def _wake_all(self) -> None:
+        for wakeups in self._wakeups.values():
+            wakeups.wake()
 
     async def _open(self) -> None:
         conn = await self._connect()
         conn.add_termination_listener(self._on_terminated)
-        await conn.add_listener(self._channel, self._on_notify)
+        for channel in self._wakeups:
+            await conn.add_listener(channel, self._on_notify)
         self._conn = conn
         self._lost.clear()
 
-    def _on_notify(self, *_: object) -> None:
-        self.wakeups.wake()
+    def _on_notify(self, _conn: object, _pid: object, channel: str, _payload: object) -> None:
+        self._wakeups[channel].wake()
 
     def _on_terminated(self, *_: object) -> None:
         self._lost.set()
@@ -128,9 +143,9 @@ class LogListener:
     async def _supervise(self) -> None:
         while True:
             await self._lost.wait()
-            log.warning("listener_connection_lost", channel=self._channel)
+            log.warning("listener_connection_lost", channels=list(self._wakeups))
             self._conn = None
-            self.wakeups.wake()
+            self._wake_all()
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception_type(_RECONNECT_ERRORS),
                 wait=wait_exponential(multiplier=0.05, max=self._max_delay),
@@ -138,8 +153,8 @@ class LogListener:
                 with attempt:
                     await self._open()
             self.reconnects += 1
-            log.info("listener_reconnected", channel=self._channel, reconnects=self.reconnects)
-            self.wakeups.wake()
+            log.info("listener_reconnected", reconnects=self.reconnects)
+            self._wake_all()
 
 
 class Notifier:

@@ -1,34 +1,52 @@
-"""The aiohttp application: composition (pool, event store, listener) and the HTTP routes."""
+"""The aiohttp application: composition of pool, log, projections and routes."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
 
-import asyncpg
-import msgspec
 import structlog
 from aiohttp import web
 
 from eventstore import EventStore, LogListener, migrations
 from eventstore import database as db
+from eventstore.wakeups import DEFAULT_CHANNEL
+from projections.runner import PROGRESS_CHANNEL, ProjectionRunner
+from projections.watch import all_projections
 
+from .accounts import AccountService
+from .appkeys import (
+    ACCOUNTS,
+    METRICS,
+    MIGRATION_PACKAGES,
+    OPENAPI,
+    POOL,
+    PROGRESS,
+    RUNNERS,
+    SETTINGS,
+    STORE,
+)
+from .auth import operator_token_hash
 from .config import Settings
+from .endpoints import Authenticator, bind
+from .errors import problem_middleware
+from .metrics import Metrics
+from .openapi import build_openapi
+from .routes import ENDPOINTS
 
 log = structlog.get_logger(__name__)
 
-# Packages owning tables, in the order their migrations apply.
-MIGRATION_PACKAGES = ("eventstore", "projections")
-
-SETTINGS = web.AppKey("settings", Settings)
-POOL = web.AppKey("pool", asyncpg.Pool)
-STORE = web.AppKey("store", EventStore)
-
-_json = msgspec.json.Encoder()
+__all__ = ["MIGRATION_PACKAGES", "STORE", "create_app"]
 
 
-def json_response(body: Any, *, status: int = 200) -> web.Response:
-    return web.Response(body=_json.encode(body), status=status, content_type="application/json")
+def _version() -> str:
+    try:
+        return package_version("watchledger")
+    except PackageNotFoundError:
+        return "0.0.0"
 
 
 def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -39,49 +57,64 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
             if migrate:
                 async with pool.acquire() as conn:
                     await migrations.migrate(conn, MIGRATION_PACKAGES)
-            listener = LogListener(lambda: db.connect(url))
+            listener = LogListener(
+                lambda: db.connect(url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
+            )
             async with EventStore(pool, listener=listener) as store:
                 app[POOL] = pool
                 app[STORE] = store
-                yield
+                app[PROGRESS] = listener.wakeups_for(PROGRESS_CHANNEL)
+                accounts = AccountService(store, pool)
+                app[ACCOUNTS] = accounts
+                authenticator = Authenticator(
+                    lambda: operator_token_hash(pool, settings.operator_token), accounts.load
+                )
+                if migrate:  # a new operator token is made, and shown, at first start
+                    await authenticator.operator_hash()
+                app[_AUTHENTICATOR] = authenticator
+                runners = [
+                    ProjectionRunner(p, store, lambda: db.connect(url)) for p in all_projections()
+                ]
+                app[RUNNERS] = runners
+                app[METRICS].watch_runners(runners)
+                tasks = [asyncio.create_task(r.run(), name=f"projection:{r.name}") for r in runners]
+                app[_TASKS] = tasks
+                try:
+                    yield
+                finally:
+                    for task in tasks:
+                        task.cancel()
+                    for task in tasks:
+                        with contextlib.suppress(asyncio.CancelledError):
+                            await task
         finally:
             await pool.close()
 
     return ctx
 
 
-async def healthz(request: web.Request) -> web.Response:
-    """200 while the process runs."""
-    return json_response({"status": "ok"})
+_AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+_TASKS: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("tasks", list)
 
 
-async def readyz(request: web.Request) -> web.Response:
-    """200 when the database answers and every migration is applied; else 503 and why."""
-    try:
-        async with request.app[POOL].acquire(timeout=2) as conn:
-            todo = await migrations.pending(conn, MIGRATION_PACKAGES)
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        log.warning("not_ready", reason="database_unreachable", error=str(exc))
-        return json_response(
-            {"status": "unavailable", "reason": "database_unreachable"}, status=503
-        )
-    if todo:
-        return json_response(
-            {
-                "status": "unavailable",
-                "reason": "migrations_pending",
-                "pending": [m.label for m in todo],
-            },
-            status=503,
-        )
-    return json_response({"status": "ready"})
+def background_tasks(app: web.Application) -> list[asyncio.Task[None]]:
+    """Every long-running task of the app, for a supervisor to watch: none ends by itself."""
+    return [*app[STORE].background_tasks(), *app[_TASKS]]
 
 
 def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -> web.Application:
     """The whole service as one aiohttp application (database set up in its cleanup context)."""
-    app = web.Application(client_max_size=1024 * 1024)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=1024 * 1024,
+        middlewares=[metrics.middleware(), problem_middleware],
+    )
     app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[OPENAPI] = build_openapi(ENDPOINTS, version=_version())
     app.cleanup_ctx.append(_database(database_url, migrate=migrate))
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    for endpoint in ENDPOINTS:
+        app.router.add_route(
+            endpoint.method, endpoint.path, bind(endpoint, lambda: app[_AUTHENTICATOR])
+        )
     return app

@@ -45,6 +45,11 @@ SETTINGS: dict[str, Setting] = {
         "auto",
         "json, console, or auto (console on a terminal, JSON otherwise).",
     ),
+    "operator_token": Setting(
+        "WATCHLEDGER_OPERATOR_TOKEN",
+        None,
+        "The operator's bearer token. Unset: one is generated at first start, printed once.",
+    ),
     "pool_size": Setting("WATCHLEDGER_POOL_SIZE", "20", "Most database connections in the pool."),
     "shutdown_timeout": Setting(
         "WATCHLEDGER_SHUTDOWN_TIMEOUT", "30", "Seconds in-flight requests get to finish on stop."
@@ -59,6 +64,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     port: int = 8080
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
+    operator_token: str | None = None
     pool_size: int = 20
     shutdown_timeout: float = 30.0
 

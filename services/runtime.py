@@ -11,7 +11,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 
-from .api import STORE, create_app
+from .api import background_tasks, create_app
 from .config import Settings
 from .embedded import EmbeddedPostgres
 
@@ -51,13 +51,14 @@ async def serve(
         if started is not None:
             started.set()
         stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
-        watched = {stopping, *runner.app[STORE].background_tasks()}
+        watched = {stopping, *background_tasks(runner.app)}
         done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
         if stopping not in done:
             stopping.cancel()
             failed = done.pop()
             # A background task never ends by itself: stop the whole rather than limp on.
-            log.error("background_task_died", task=failed.get_name(), exc_info=failed.exception())
+            error = None if failed.cancelled() else failed.exception()
+            log.error("background_task_died", task=failed.get_name(), exc_info=error)
             raise RuntimeError(f"background task {failed.get_name()} died")
         log.info("stopping", shutdown_timeout=settings.shutdown_timeout)
     finally:

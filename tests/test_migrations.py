@@ -17,7 +17,12 @@ from services.api import MIGRATION_PACKAGES
 
 # Tables that are global bookkeeping, not account data (they stay local / reference tables
 # on a distributed PostgreSQL).
-GLOBAL_TABLES = {"schema_migrations"}
+GLOBAL_TABLES = {"schema_migrations", "projection_checkpoints", "service_secrets"}
+ALL_MIGRATIONS = [
+        "eventstore/0001_event_log",
+        "projections/0001_watch_state_and_history",
+        "services/0001_service_secrets",
+    ]
 
 CATALOG = {
     "columns": """
@@ -60,7 +65,7 @@ async def test_migrations_produce_exactly_schema_sql(make_database: Callable[...
         applied = await migrations.migrate(conn, MIGRATION_PACKAGES)
     finally:
         await conn.close()
-    assert [m.label for m in applied] == ["eventstore/0001_event_log"]
+    assert [m.label for m in applied] == ALL_MIGRATIONS
     conn = await db.connect(from_schema)
     try:
         await migrations.load_schema(conn, MIGRATION_PACKAGES)
@@ -85,13 +90,13 @@ async def test_migrate_applies_each_migration_once_even_when_run_concurrently(
 
     results = await asyncio.gather(*(run() for _ in range(4)))
 
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    assert sorted(len(r) for r in results) == [0, 0, 0, len(ALL_MIGRATIONS)]
     conn = await asyncpg.connect(url)
     try:
         rows = await conn.fetch("SELECT package, version, name FROM schema_migrations")
     finally:
         await conn.close()
-    assert [tuple(r) for r in rows] == [("eventstore", 1, "event_log")]
+    assert sorted(f"{r[0]}/{r[1]:04d}_{r[2]}" for r in rows) == ALL_MIGRATIONS
     assert await run() == []
 
 

@@ -69,7 +69,11 @@ async def test_readyz_is_503_while_migrations_are_pending(
     assert ready.status == 503
     body = await ready.json()
     assert body["reason"] == "migrations_pending"
-    assert body["pending"] == ["eventstore/0001_event_log"]
+    assert body["pending"] == [
+        "eventstore/0001_event_log",
+        "projections/0001_watch_state_and_history",
+        "services/0001_service_secrets",
+    ]
     assert (await client.get("/healthz")).status == 200
 
 
@@ -121,7 +125,7 @@ async def test_migrate_command(
         return cli.main(["migrate", "--database-url", url, "--log-format", "json", *args])
 
     assert await asyncio.to_thread(run, "--status") == 1
-    assert "1 pending" in capsys.readouterr().out
+    assert "3 pending" in capsys.readouterr().out
     assert await asyncio.to_thread(run) == 0
     assert "applied eventstore/0001_event_log" in capsys.readouterr().out
     assert await asyncio.to_thread(run) == 0
@@ -211,7 +215,7 @@ async def _serve_until_ready(env: dict[str, str]) -> tuple[asyncio.subprocess.Pr
         while True:
             line = await proc.stdout.readline()
             assert line, "serve exited before it was ready"
-            if json.loads(line).get("event") == "serving":
+            if line.startswith(b"{") and json.loads(line).get("event") == "serving":
                 break
     return proc, port
 
@@ -239,7 +243,7 @@ async def test_serve_answers_readyz_and_stops_cleanly_on_a_signal(
             assert ready.status == 200
     finally:
         events = [e["event"] for e in await _stop(proc, sig)]
-    assert events[0] == "stopping"
+    assert "stopping" in events
     assert events[-1] == "stopped"
 
 

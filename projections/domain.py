@@ -1,0 +1,183 @@
+"""The domain: which titles sync, the events of the log, and the account aggregate.
+
+Everything here is pure: no I/O. Streams, per account (the id part is the account id):
+
+* ``account-<id>``: the account itself — created, sync turned on/off, visibility changed.
+* ``watch-<id>``: its watched / unwatched / rated / unrated actions.
+
+No event says where an action came from (product rule 2): an action made in an app, through
+the API or on a media server is stored identically.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+import msgspec
+
+from eventstore import Event, EventRegistry, RecordedEvent
+
+registry = EventRegistry()
+
+AccountKind = Literal["full", "managed"]
+Visibility = Literal["private", "friends", "public"]
+TitleKind = Literal["movie", "show", "season", "episode"]
+ActionType = Literal["watched", "unwatched", "rated", "unrated"]
+
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SYNCED_GUID = re.compile(r"^plex://(movie|show|season|episode)/([0-9a-fA-F]{24})$")
+_MUSIC_GUID = re.compile(r"^plex://(artist|album|track)/")
+
+
+def account_stream(account_id: str) -> str:
+    return f"account-{account_id}"
+
+
+def watch_stream(account_id: str) -> str:
+    return f"watch-{account_id}"
+
+
+# -- titles -----------------------------------------------------------------------------------
+
+
+class GuidRejected(Exception):
+    """Why a GUID is not synced: its rejection code."""
+
+    def __init__(self, code: Literal["music_not_synced", "unsupported_guid"]) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def classify_guid(guid: str) -> tuple[TitleKind, str]:
+    """(kind, normalised GUID) of a synced title; raises :class:`GuidRejected` otherwise.
+
+    Only Plex Movie / Plex TV Series GUIDs sync (``plex://movie|show|season|episode/<24 hex>``);
+    music never does; any other scheme (legacy agents, ``local://``) is unsupported."""
+    if _MUSIC_GUID.match(guid):
+        raise GuidRejected("music_not_synced")
+    match = _SYNCED_GUID.match(guid)
+    if match is None:
+        raise GuidRejected("unsupported_guid")
+    kind: TitleKind = match.group(1)  # type: ignore[assignment]
+    return kind, f"plex://{kind}/{match.group(2).lower()}"
+
+
+def guid_kind(guid: str) -> TitleKind:
+    """The kind of an already validated, normalised GUID."""
+    kind: TitleKind = guid.split("/", 3)[2]  # type: ignore[assignment]
+    return kind
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+@registry.register
+class AccountCreated(Event, frozen=True):
+    event_type: ClassVar[str] = "account_created"
+    account_id: str
+    kind: AccountKind
+    name: str
+    # SHA-256 of the account's bearer token; the token itself is never stored.
+    token_hash: str
+
+
+@registry.register
+class SyncChanged(Event, frozen=True):
+    event_type: ClassVar[str] = "sync_changed"
+    enabled: bool
+
+
+@registry.register
+class VisibilityChanged(Event, frozen=True):
+    event_type: ClassVar[str] = "visibility_changed"
+    visibility: Visibility
+
+
+@registry.register
+class Watched(Event, frozen=True):
+    event_type: ClassVar[str] = "watched"
+    guid: str
+    at: datetime
+
+
+@registry.register
+class Unwatched(Event, frozen=True):
+    event_type: ClassVar[str] = "unwatched"
+    guid: str
+    at: datetime
+
+
+@registry.register
+class Rated(Event, frozen=True):
+    event_type: ClassVar[str] = "rated"
+    guid: str
+    at: datetime
+    rating: int
+
+
+@registry.register
+class Unrated(Event, frozen=True):
+    event_type: ClassVar[str] = "unrated"
+    guid: str
+    at: datetime
+
+
+WatchAction = Watched | Unwatched | Rated | Unrated
+ACTION_CLASSES: dict[str, type[WatchAction]] = {
+    "watched": Watched,
+    "unwatched": Unwatched,
+    "rated": Rated,
+    "unrated": Unrated,
+}
+
+# Natural-key event ids: an action without a client id is a duplicate of another with the
+# same (account, GUID, type, at, rating); the same inputs always give the same event id.
+_NATURAL_KEY_NAMESPACE = uuid.UUID("5d3f7c1e-9a0b-4c2d-8e6f-1a2b3c4d5e6f")
+
+
+def natural_event_id(
+    account_id: str, guid: str, action: str, at: datetime, rating: int | None
+) -> uuid.UUID:
+    key = f"{account_id}\x1f{guid}\x1f{action}\x1f{to_utc(at).isoformat()}\x1f{rating}"
+    return uuid.uuid5(_NATURAL_KEY_NAMESPACE, key)
+
+
+def to_utc(at: datetime) -> datetime:
+    """UTC, microsecond precision at most (naive datetimes are taken as UTC)."""
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    return at.astimezone(UTC)
+
+
+# -- the account aggregate --------------------------------------------------------------------
+
+
+class Account(msgspec.Struct, frozen=True):
+    """An account as its own stream tells it: what commands are decided on."""
+
+    id: str
+    kind: AccountKind
+    name: str
+    token_hash: str
+    sync_enabled: bool = False
+    visibility: Visibility = "friends"
+    version: int = 0
+
+
+def fold_account(events: list[RecordedEvent]) -> Account | None:
+    """The account its stream's events describe (None for an empty stream)."""
+    account: Account | None = None
+    for recorded in events:
+        event = registry.decode(recorded)
+        if isinstance(event, AccountCreated):
+            account = Account(event.account_id, event.kind, event.name, event.token_hash)
+        elif account is not None and isinstance(event, SyncChanged):
+            account = msgspec.structs.replace(account, sync_enabled=event.enabled)
+        elif account is not None and isinstance(event, VisibilityChanged):
+            account = msgspec.structs.replace(account, visibility=event.visibility)
+        if account is not None:
+            account = msgspec.structs.replace(account, version=recorded.version)
+    return account

@@ -1,0 +1,232 @@
+"""Applying projections: checkpoints, exactly-once batches, one runner per projection.
+
+A projection is a pure function from one event to the SQL operations that fold it into the
+projection's tables (:class:`Projection`). The runner owns all I/O: it reads the log after the
+projection's checkpoint with gap-free tailing, applies a batch of events and moves the
+checkpoint *in the same transaction* (a crash anywhere leaves rows and checkpoint agreeing,
+so nothing is applied twice or lost), then tells waiters (NOTIFY on the progress channel).
+
+Several processes may run the same projections: a session advisory lock, held on the runner's
+own connection, lets one of them apply at a time; the others stand by and take over when its
+connection goes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import asyncpg
+import structlog
+
+from eventstore import EventStore, LogCursor, RecordedEvent, Wakeups
+from eventstore.database import TRANSIENT_ERRORS, Connection
+from eventstore.queries import load_queries
+
+log = structlog.get_logger(__name__)
+
+QUERIES = load_queries("projections")
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.InterfaceError)
+_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, OSError)
+# A runner outlives these: it reconnects and resumes from its checkpoint (the database may be
+# restarting, or still being migrated).
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (*_CONNECTION_ERRORS, asyncpg.PostgresError)
+PROGRESS_CHANNEL = "watchledger_progress"
+
+
+class Op(NamedTuple):
+    """One SQL statement (a named query's text) and its arguments."""
+
+    query: str
+    args: tuple[Any, ...]
+
+
+class Projection(Protocol):
+    """A pure fold of the log into tables."""
+
+    @property
+    def name(self) -> str:
+        """Stable name: the checkpoint's key."""
+        ...
+
+    def apply(self, event: RecordedEvent) -> Sequence[Op]:
+        """The statements that fold ``event`` in; [] for events it does not care about.
+        Pure: the same event always gives the same statements."""
+        ...
+
+
+class ProjectionStats:
+    """What a runner has done, for metrics and logs."""
+
+    def __init__(self) -> None:
+        self.applied = 0
+        self.batches = 0
+        self.errors = 0
+        self.active = False
+        self.last_batch_seconds = 0.0
+        self.cursor = LogCursor.START
+
+
+async def checkpoint(conn: Connection, name: str) -> LogCursor:
+    """Where a projection stands (the start of the log if it never ran)."""
+    row = await conn.fetchrow(QUERIES["checkpoint_get"], name)
+    return LogCursor.START if row is None else LogCursor(row[0], row[1])
+
+
+async def lag(conn: Connection, cursor: LogCursor) -> int:
+    """How many events of the log come after ``cursor`` (not yet applied)."""
+    count: int = await conn.fetchval(
+        QUERIES["events_after"], cursor.transaction_id, cursor.position
+    )
+    return count
+
+
+def _grouped(ops: Sequence[Op]) -> list[tuple[str, list[tuple[Any, ...]]]]:
+    """Consecutive ops of one query become one executemany (order kept)."""
+    groups: list[tuple[str, list[tuple[Any, ...]]]] = []
+    for op in ops:
+        if groups and groups[-1][0] == op.query:
+            groups[-1][1].append(op.args)
+        else:
+            groups.append((op.query, [op.args]))
+    return groups
+
+
+class ProjectionRunner:
+    """Keeps one projection up to date with the log, for as long as :meth:`run` runs."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        store: EventStore,
+        connect: Callable[[], Awaitable[asyncpg.Connection[Any]]],
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+        error_delay: float = 2.0,
+    ) -> None:
+        self.projection = projection
+        self.name = projection.name
+        self.stats = ProjectionStats()
+        self._store = store
+        self._connect = connect
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._error_delay = error_delay
+
+    async def run(self) -> None:
+        """Apply the projection forever: stand by while another process holds its lock, catch
+        up and follow the log while this one does. Returns only by cancellation."""
+        while True:
+            try:
+                conn = await self._connect()
+            except _CONNECT_ERRORS as exc:
+                log.warning("projection_connect_failed", projection=self.name, error=str(exc))
+                await asyncio.sleep(self._error_delay)
+                continue
+            try:
+                await self._run_on(conn)
+            except _INTERRUPTIONS as exc:
+                log.warning("projection_interrupted", projection=self.name, error=str(exc))
+                await asyncio.sleep(self._error_delay)
+            except asyncio.CancelledError:
+                # Possibly mid-query (waiting for the lock): no goodbye on this connection.
+                conn.terminate()
+                raise
+            finally:
+                self.stats.active = False
+                if not conn.is_closed():
+                    with contextlib.suppress(*_CONNECTION_ERRORS, OSError):
+                        await conn.close(timeout=5)
+
+    async def _run_on(self, conn: asyncpg.Connection[Any]) -> None:
+        # Stand by, waiting inside PostgreSQL, until no other process runs this projection.
+        await conn.execute(QUERIES["runner_lock"], f"projection:{self.name}")
+        self.stats.active = True
+        cursor = await checkpoint(conn, self.name)
+        self.stats.cursor = cursor
+        log.info("projection_started", projection=self.name, position=cursor.position)
+        wakeups = self._store.wakeups
+        held_delay = 0.002
+        while True:
+            generation = wakeups.generation
+            page = await self._store.read_safe(cursor, self._batch_size, conn=conn)
+            if page.events:
+                cursor = await self._apply_batch(conn, cursor, page.events)
+            if len(page.events) == self._batch_size:
+                continue
+            if page.held_back:
+                await wakeups.wait(generation, held_delay)
+                held_delay = min(held_delay * 2, 0.05)
+                continue
+            held_delay = 0.002
+            await wakeups.wait(generation, self._poll_interval)
+
+    async def _apply_batch(
+        self, conn: asyncpg.Connection[Any], cursor: LogCursor, events: list[RecordedEvent]
+    ) -> LogCursor:
+        started = time.perf_counter()
+        new_cursor = events[-1].cursor
+        try:
+            ops = [op for event in events for op in self.projection.apply(event)]
+            async with conn.transaction():
+                for query, args in _grouped(ops):
+                    await conn.executemany(query, args)
+                await conn.execute(
+                    QUERIES["checkpoint_set"],
+                    self.name,
+                    new_cursor.transaction_id,
+                    new_cursor.position,
+                )
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any failure: roll back, report, retry later
+            # A bad event or a bug: the batch rolled back and the checkpoint did not move, so
+            # nothing is lost. Retry after a pause; the projection's lag shows it is stuck.
+            self.stats.errors += 1
+            log.error(
+                "projection_batch_failed",
+                projection=self.name,
+                first_position=events[0].position,
+                last_position=events[-1].position,
+                error=repr(exc),
+            )
+            await asyncio.sleep(self._error_delay)
+            return cursor
+        await conn.execute(QUERIES["progress_notify"], PROGRESS_CHANNEL, self.name)
+        self.stats.applied += len(events)
+        self.stats.batches += 1
+        self.stats.cursor = new_cursor
+        self.stats.last_batch_seconds = time.perf_counter() - started
+        log.debug(
+            "projection_applied",
+            projection=self.name,
+            events=len(events),
+            position=new_cursor.position,
+        )
+        return new_cursor
+
+
+async def wait_until_applied(
+    pool: asyncpg.Pool[Any],
+    progress: Wakeups,
+    names: Sequence[str],
+    cursor: LogCursor,
+    within: float,
+) -> bool:
+    """Wait until every projection of ``names`` has applied the event at ``cursor``
+    (read-your-writes); False if ``within`` seconds passed first."""
+    deadline = time.monotonic() + within
+    while True:
+        generation = progress.generation
+        async with pool.acquire() as conn:
+            positions = [await checkpoint(conn, name) for name in names]
+        if all(p >= cursor for p in positions):
+            return True
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        await progress.wait(generation, min(remaining, 0.5))

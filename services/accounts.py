@@ -1,0 +1,234 @@
+"""Account commands and queries: create, settings, actions, state, history.
+
+Commands are decided on the account's own stream (its aggregate) and appended to the log;
+queries read the projections.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+
+from eventstore import ConcurrencyConflict, Event, EventStore, NewEvent
+from projections import domain
+from projections.domain import Account, GuidRejected
+from projections.runner import QUERIES as PROJECTION_QUERIES
+
+from . import wire
+from .auth import new_token
+from .errors import ApiError, invalid
+
+log = structlog.get_logger(__name__)
+
+FUTURE_TOLERANCE = timedelta(minutes=5)
+_SETTINGS_ATTEMPTS = 5
+
+
+def encode_cursor(value: Any) -> str:
+    return base64.urlsafe_b64encode(msgspec.json.encode(value)).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, type_: type[Any]) -> Any:
+    """The value of a cursor this API issued; 422 for anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        return msgspec.json.decode(raw, type=type_)
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise invalid("cursor", "not a cursor this API issued") from None
+
+
+class AccountService:
+    def __init__(self, store: EventStore, pool: asyncpg.Pool[Any]) -> None:
+        self.store = store
+        self.pool = pool
+
+    # -- the account aggregate ----------------------------------------------------------------
+
+    async def load(self, account_id: str) -> Account | None:
+        if not domain.ACCOUNT_ID.match(account_id):
+            return None
+        events = await self.store.read_stream(domain.account_stream(account_id), limit=100_000)
+        return domain.fold_account(events)
+
+    async def create(self, body: wire.CreateAccount) -> wire.CreatedAccount:
+        token, digest = new_token("account", body.id)
+        event = domain.AccountCreated(
+            account_id=body.id, kind=body.kind, name=body.name, token_hash=digest
+        )
+        try:
+            await self.store.append(
+                domain.account_stream(body.id), [domain.registry.new(event)], expected_version=0
+            )
+        except ConcurrencyConflict:
+            raise ApiError(409, "account_exists", f"account {body.id!r} exists") from None
+        log.info("account_created", account=body.id, kind=body.kind)
+        return wire.CreatedAccount(id=body.id, kind=body.kind, name=body.name, token=token)
+
+    async def me(self, account: Account) -> wire.Me:
+        row = await self.pool.fetchrow(PROJECTION_QUERIES["profile_counts"], account.id)
+        assert row is not None
+        return wire.Me(
+            id=account.id,
+            kind=account.kind,
+            name=account.name,
+            sync_enabled=account.sync_enabled,
+            visibility=account.visibility,
+            counts=wire.Counts(movies=row["movies"], episodes=row["episodes"]),
+        )
+
+    async def update_settings(self, account: Account, patch: wire.PatchMe) -> Account:
+        """Apply a settings change, deciding on the newest aggregate (retrying a lost race)."""
+        for _ in range(_SETTINGS_ATTEMPTS):
+            changes: list[Event] = []
+            if (
+                patch.sync_enabled is not msgspec.UNSET
+                and patch.sync_enabled != account.sync_enabled
+            ):
+                if patch.sync_enabled and account.kind == "managed":
+                    raise ApiError(403, "managed_account", "managed accounts cannot turn sync on")
+                changes.append(domain.SyncChanged(enabled=patch.sync_enabled))
+            if patch.visibility is not msgspec.UNSET and patch.visibility != account.visibility:
+                changes.append(domain.VisibilityChanged(visibility=patch.visibility))
+            if not changes:
+                return account
+            try:
+                await self.store.append(
+                    domain.account_stream(account.id),
+                    [domain.registry.new(e) for e in changes],
+                    expected_version=account.version,
+                )
+            except ConcurrencyConflict:
+                reloaded = await self.load(account.id)
+                assert reloaded is not None
+                account = reloaded
+                continue
+            log.info(
+                "account_settings_changed",
+                account=account.id,
+                changes=[e.event_type for e in changes],
+            )
+            updated = await self.load(account.id)
+            assert updated is not None
+            return updated
+        raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
+
+    # -- actions ------------------------------------------------------------------------------
+
+    async def record_actions(
+        self, account: Account, actions: Sequence[wire.Action], now: datetime | None = None
+    ) -> list[wire.Result]:
+        """Record an account's own actions (always, sync on or off); one result per action,
+        in order. Accepted actions are appended in one transaction."""
+        now = now or datetime.now(UTC)
+        results: list[wire.Result | None] = []
+        to_append: list[NewEvent] = []
+        slots: list[int] = []  # results index of each event to append
+        seen: set[Any] = set()
+        for action in actions:
+            decided = decide_action(account.id, action, now)
+            if isinstance(decided, wire.Rejected):
+                results.append(decided)
+                continue
+            if decided.event_id in seen:  # the same action twice in one request
+                results.append(wire.Duplicate())
+                continue
+            seen.add(decided.event_id)
+            slots.append(len(results))
+            results.append(None)
+            to_append.append(decided)
+        if to_append:
+            appended = await self.store.append(domain.watch_stream(account.id), to_append)
+            for slot, result in zip(slots, appended, strict=True):
+                results[slot] = (
+                    wire.Duplicate() if result.duplicate else wire.Recorded(result.position)
+                )
+        final = [r for r in results if r is not None]
+        assert len(final) == len(actions)
+        return final
+
+    # -- reads --------------------------------------------------------------------------------
+
+    async def state_page(self, account_id: str, query: wire.StateQuery) -> wire.StatePage:
+        after = decode_cursor(query.cursor, str) if query.cursor else ""
+        rows = await self.pool.fetch(
+            PROJECTION_QUERIES["state_page"],
+            account_id,
+            after,
+            query.watched,
+            query.kind,
+            query.updated_after,
+            query.limit + 1,
+        )
+        items = [_state(row) for row in rows[: query.limit]]
+        more = len(rows) > query.limit
+        return wire.StatePage(items, encode_cursor(items[-1].guid) if more else None)
+
+    async def state_one(self, account_id: str, guid: str) -> wire.State | None:
+        row = await self.pool.fetchrow(PROJECTION_QUERIES["state_one"], account_id, guid)
+        return None if row is None else _state(row)
+
+    async def history_page(self, account_id: str, query: wire.HistoryQuery) -> wire.HistoryPage:
+        before_at, before_position = (
+            decode_cursor(query.cursor, tuple[datetime, int]) if query.cursor else (_END_OF_TIME, 0)
+        )
+        rows = await self.pool.fetch(
+            PROJECTION_QUERIES["history_page"],
+            account_id,
+            query.guid,
+            before_at,
+            before_position,
+            query.limit + 1,
+        )
+        page = rows[: query.limit]
+        items = [wire.HistoryItem(r["event_id"], r["guid"], r["type"], r["at"]) for r in page]
+        more = len(rows) > query.limit
+        cursor = encode_cursor((page[-1]["at"], page[-1]["position"])) if more else None
+        return wire.HistoryPage(items, cursor)
+
+
+# A history cursor before every record: later than any `at` the API accepts.
+_END_OF_TIME = datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _state(row: asyncpg.Record) -> wire.State:
+    return wire.State(
+        guid=row["guid"],
+        watched=row["watched"],
+        watched_at=row["watched_at"],
+        rating=row["rating"],
+        rated_at=row["rated_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def decide_action(account_id: str, action: wire.Action, now: datetime) -> NewEvent | wire.Rejected:
+    """The event an account's own action becomes, or why it is rejected (first reason wins,
+    in the contract's order)."""
+    try:
+        _, guid = domain.classify_guid(action.guid)
+    except GuidRejected as rejected:
+        return wire.Rejected(rejected.code)
+    if (action.type == "rated") != (action.rating is not None) or (
+        action.rating is not None and not 1 <= action.rating <= 10
+    ):
+        return wire.Rejected("invalid_rating")
+    at = domain.to_utc(action.at) if action.at is not None else now
+    if at > now + FUTURE_TOLERANCE:
+        return wire.Rejected("at_in_future")
+    cls = domain.ACTION_CLASSES[action.type]
+    event: domain.WatchAction = (
+        domain.Rated(guid=guid, at=at, rating=action.rating)  # type: ignore[arg-type]
+        if cls is domain.Rated
+        else cls(guid=guid, at=at)  # type: ignore[call-arg]
+    )
+    event_id = action.id or domain.natural_event_id(
+        account_id, guid, action.type, at, action.rating
+    )
+    return domain.registry.new(event, event_id=event_id)

@@ -1,0 +1,29 @@
+"""Typed keys of the aiohttp application's shared objects, and what the app is made of."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+from aiohttp import web
+
+from eventstore import EventStore, Wakeups
+from projections.runner import ProjectionRunner
+from projections.watch import all_projections
+
+from .accounts import AccountService
+from .config import Settings
+from .metrics import Metrics
+
+# Packages owning tables, in the order their migrations apply.
+MIGRATION_PACKAGES = ("eventstore", "projections", "services")
+PROJECTION_NAMES = tuple(p.name for p in all_projections())
+
+SETTINGS = web.AppKey("settings", Settings)
+POOL: web.AppKey[asyncpg.Pool[Any]] = web.AppKey("pool", asyncpg.Pool)
+STORE = web.AppKey("store", EventStore)
+ACCOUNTS = web.AppKey("accounts", AccountService)
+METRICS = web.AppKey("metrics", Metrics)
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
+RUNNERS: web.AppKey[list[ProjectionRunner]] = web.AppKey("runners", list)
+PROGRESS = web.AppKey("progress", Wakeups)

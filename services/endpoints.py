@@ -1,0 +1,144 @@
+"""Declaring endpoints once: the route, who may call it, what it takes and gives.
+
+The same declaration registers the aiohttp route, does authentication, content-type and
+body/query decoding before the handler runs, and feeds the OpenAPI document — so the
+document cannot drift from what is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import msgspec
+from aiohttp import web
+
+from projections.domain import Account
+
+from . import wire
+from .auth import Principal, PrincipalKind, bearer, forbidden, matches, parse_token, unauthorized
+from .errors import ApiError, from_validation
+
+_json = msgspec.json.Encoder()
+
+B = TypeVar("B")
+Q = TypeVar("Q")
+
+
+@dataclass
+class Context(Generic[B, Q]):
+    """What a handler gets: the request, the caller, and the decoded body and query."""
+
+    request: web.Request
+    principal: Principal | None
+    account: Account | None
+    body: B
+    query: Q
+
+
+Handler = Callable[[Context[Any, Any]], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    method: str
+    path: str
+    handler: Handler
+    summary: str
+    operation_id: str
+    tag: str
+    auth: tuple[PrincipalKind, ...] = ()
+    body: type[Any] | None = None
+    query: type[Any] | None = None
+    # status -> (body type or None, description); errors other than the common ones.
+    responses: Mapping[int, tuple[Any, str]] = field(default_factory=dict)
+    errors: Mapping[int, str] = field(default_factory=dict)
+    raw_response: str | None = None  # content type of a non-JSON success body
+
+
+def json_response(body: Any, *, status: int = 200) -> web.Response:
+    return web.Response(body=_json.encode(body), status=status, content_type="application/json")
+
+
+class Authenticator:
+    """Turns a bearer token into a :class:`Principal` (401 if it is nobody's)."""
+
+    def __init__(
+        self,
+        operator_hash: Callable[[], Awaitable[str]],
+        load_account: Callable[[str], Awaitable[Account | None]],
+    ) -> None:
+        self._find_operator_hash = operator_hash
+        self._operator_hash: str | None = None
+        self._load_account = load_account
+
+    async def operator_hash(self) -> str:
+        """The hash the operator's token must match (looked up, or made, once)."""
+        if self._operator_hash is None:
+            self._operator_hash = await self._find_operator_hash()
+        return self._operator_hash
+
+    async def resolve(self, authorization: str | None) -> tuple[Principal, Account | None]:
+        token = bearer(authorization)
+        claimed = parse_token(token)
+        if claimed is not None:
+            kind, owner = claimed
+            if kind == "operator" and matches(token, await self.operator_hash()):
+                return Principal("operator", "operator"), None
+            if kind == "account" and owner is not None:
+                account = await self._load_account(owner)
+                if account is not None and matches(token, account.token_hash):
+                    return Principal("account", account.id), account
+        raise unauthorized("the token is not valid")
+
+
+def _decode_query(request: web.Request, query_type: type[Any]) -> Any:
+    params: dict[str, str] = {}
+    for key, value in request.query.items():
+        if key in params:
+            raise ApiError(
+                422,
+                "invalid_request",
+                f"{key}: given more than once",
+                errors=[wire.FieldError(key, "given more than once")],
+            )
+        params[key] = value
+    try:
+        return msgspec.convert(params, query_type, strict=False)
+    except msgspec.ValidationError as exc:
+        raise from_validation(exc, root="query") from None
+
+
+async def _decode_body(request: web.Request, body_type: type[Any]) -> Any:
+    if request.content_type != "application/json":
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be application/json, not {request.content_type or 'nothing'}",
+        )
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw, type=body_type)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise from_validation(exc) from None
+
+
+def bind(
+    endpoint: Endpoint, authenticator: Callable[[], Authenticator]
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """The aiohttp handler of an endpoint: auth, then body and query, then the handler."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        principal: Principal | None = None
+        account: Account | None = None
+        if endpoint.auth:
+            principal, account = await authenticator().resolve(request.headers.get("Authorization"))
+            if principal.kind not in endpoint.auth:
+                raise forbidden(f"this endpoint is not for the {principal.kind}")
+        body = await _decode_body(request, endpoint.body) if endpoint.body else None
+        query = _decode_query(request, endpoint.query) if endpoint.query else None
+        return await endpoint.handler(Context(request, principal, account, body, query))
+
+    handle.__name__ = endpoint.operation_id
+    return handle

@@ -1,0 +1,122 @@
+"""Prometheus metrics: HTTP rates and latencies by route and status, projection progress,
+lag and errors. One registry per application (so tests can run many side by side)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from projections.runner import ProjectionRunner
+
+from .errors import Handler
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "watchledger_http_requests",
+            "HTTP requests served, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "watchledger_http_request_duration_seconds",
+            "Time to serve an HTTP request, by route template and method.",
+            ["route", "method"],
+            registry=self.registry,
+            buckets=(
+                0.001,
+                0.0025,
+                0.005,
+                0.01,
+                0.025,
+                0.05,
+                0.1,
+                0.25,
+                0.5,
+                1,
+                2.5,
+                5,
+                10,
+                30,
+                60,
+            ),
+        )
+        self.lag = Gauge(
+            "watchledger_projection_lag_events",
+            "Events in the log a projection has not applied yet (measured at scrape).",
+            ["projection"],
+            registry=self.registry,
+        )
+        self.head = Gauge(
+            "watchledger_log_head_position",
+            "The highest position in the event log (measured at scrape).",
+            registry=self.registry,
+        )
+
+    def watch_runners(self, runners: Sequence[ProjectionRunner]) -> None:
+        self.registry.register(_RunnerCollector(runners))
+
+    def middleware(self) -> Middleware:
+        metrics = self
+
+        @web.middleware
+        async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            status = 500
+            try:
+                response = await handler(request)
+                status = response.status
+                return response
+            except web.HTTPException as exc:
+                status = exc.status
+                raise
+            finally:
+                info = request.match_info.route.resource
+                route = info.canonical if info is not None else "unmatched"
+                metrics.requests.labels(route, request.method, str(status)).inc()
+                metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+
+        return record
+
+
+class _RunnerCollector(Collector):
+    """Reads the runners' in-memory counters at scrape time."""
+
+    def __init__(self, runners: Sequence[ProjectionRunner]) -> None:
+        self._runners = runners
+
+    def collect(self) -> Iterable[Metric]:
+        applied = CounterMetricFamily(
+            "watchledger_projection_events_applied",
+            "Events applied by this process's runner of a projection.",
+            labels=["projection"],
+        )
+        errors = CounterMetricFamily(
+            "watchledger_projection_errors",
+            "Batches that failed (rolled back, retried) in this process's runner.",
+            labels=["projection"],
+        )
+        position = GaugeMetricFamily(
+            "watchledger_projection_position",
+            "Position of the last event this process's runner applied.",
+            labels=["projection"],
+        )
+        active = GaugeMetricFamily(
+            "watchledger_projection_active",
+            "1 if this process holds the projection's lock and applies it; 0 on standby.",
+            labels=["projection"],
+        )
+        for runner in self._runners:
+            applied.add_metric([runner.name], runner.stats.applied)
+            errors.add_metric([runner.name], runner.stats.errors)
+            position.add_metric([runner.name], runner.stats.cursor.position)
+            active.add_metric([runner.name], 1 if runner.stats.active else 0)
+        yield from (applied, errors, position, active)

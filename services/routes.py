@@ -1,0 +1,300 @@
+"""The HTTP API v1: handlers and their declarations (``ENDPOINTS``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import asyncpg
+import structlog
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from eventstore import migrations
+from projections import runner as projection_runner
+from projections.domain import Account
+
+from . import wire
+from .accounts import AccountService
+from .appkeys import ACCOUNTS, METRICS, MIGRATION_PACKAGES, OPENAPI, POOL, PROJECTION_NAMES, STORE
+from .endpoints import Context, Endpoint, json_response
+from .errors import ApiError
+
+log = structlog.get_logger(__name__)
+
+
+def _accounts(ctx: Context[Any, Any]) -> AccountService:
+    return ctx.request.app[ACCOUNTS]
+
+
+def _me(ctx: Context[Any, Any]) -> Account:
+    assert ctx.account is not None
+    return ctx.account
+
+
+# -- operations -------------------------------------------------------------------------------
+
+
+async def healthz(ctx: Context[None, None]) -> web.StreamResponse:
+    return json_response(wire.Status("ok"))
+
+
+async def readyz(ctx: Context[None, None]) -> web.StreamResponse:
+    try:
+        async with ctx.request.app[POOL].acquire(timeout=2) as conn:
+            todo = await migrations.pending(conn, MIGRATION_PACKAGES)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        log.warning("not_ready", reason="database_unreachable", error=str(exc))
+        return json_response(
+            {"status": "unavailable", "reason": "database_unreachable"}, status=503
+        )
+    if todo:
+        return json_response(
+            {
+                "status": "unavailable",
+                "reason": "migrations_pending",
+                "pending": [m.label for m in todo],
+            },
+            status=503,
+        )
+    return json_response(wire.Status("ready"))
+
+
+async def metrics(ctx: Context[None, None]) -> web.StreamResponse:
+    registry = ctx.request.app[METRICS]
+    for item in await _projection_status(ctx.request.app[POOL]):
+        registry.lag.labels(item.name).set(item.lag)
+        registry.head.set(item.head)
+    return web.Response(
+        body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+    )
+
+
+async def openapi(ctx: Context[None, None]) -> web.StreamResponse:
+    return json_response(ctx.request.app[OPENAPI])
+
+
+# -- accounts ---------------------------------------------------------------------------------
+
+
+async def create_account(ctx: Context[wire.CreateAccount, None]) -> web.StreamResponse:
+    created = await _accounts(ctx).create(ctx.body)
+    return json_response(created, status=201)
+
+
+async def get_me(ctx: Context[None, None]) -> web.StreamResponse:
+    return json_response(await _accounts(ctx).me(_me(ctx)))
+
+
+async def patch_me(ctx: Context[wire.PatchMe, None]) -> web.StreamResponse:
+    service = _accounts(ctx)
+    updated = await service.update_settings(_me(ctx), ctx.body)
+    return json_response(await service.me(updated))
+
+
+async def post_actions(ctx: Context[wire.Actions, None]) -> web.StreamResponse:
+    if len(ctx.body.actions) > wire.MAX_BATCH:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"at most {wire.MAX_BATCH} actions a request, not {len(ctx.body.actions)}",
+        )
+    results = await _accounts(ctx).record_actions(_me(ctx), ctx.body.actions)
+    return json_response(wire.Results(results))
+
+
+async def get_state(ctx: Context[None, wire.StateQuery]) -> web.StreamResponse:
+    return json_response(await _accounts(ctx).state_page(_me(ctx).id, ctx.query))
+
+
+async def get_state_one(ctx: Context[None, None]) -> web.StreamResponse:
+    guid = ctx.request.match_info["guid"]
+    state = await _accounts(ctx).state_one(_me(ctx).id, guid)
+    if state is None:
+        raise ApiError(404, "not_found", f"no watch state or rating for {guid}")
+    return json_response(state)
+
+
+async def get_history(ctx: Context[None, wire.HistoryQuery]) -> web.StreamResponse:
+    return json_response(await _accounts(ctx).history_page(_me(ctx).id, ctx.query))
+
+
+# -- operator ---------------------------------------------------------------------------------
+
+
+async def admin_events(ctx: Context[None, wire.EventsQuery]) -> web.StreamResponse:
+    query = ctx.query
+    after = query.after
+    if query.cursor is not None:
+        try:
+            after = int(query.cursor)
+        except ValueError:
+            raise ApiError(
+                422,
+                "invalid_request",
+                "cursor: not a cursor this API issued",
+                errors=[wire.FieldError("cursor", "not a cursor this API issued")],
+            ) from None
+    events = await ctx.request.app[STORE].read_all(after=after, limit=query.limit + 1)
+    page = events[: query.limit]
+    items = [wire.LogEvent(e.position, e.stream, e.type, e.data, e.recorded_at) for e in page]
+    more = len(events) > query.limit
+    return json_response(wire.LogEventPage(items, str(page[-1].position) if more else None))
+
+
+async def _projection_status(pool: asyncpg.Pool[Any]) -> list[wire.ProjectionStatus]:
+    async with pool.acquire() as conn:
+        head: int = await conn.fetchval(projection_runner.QUERIES["log_head"])
+        items = []
+        for name in PROJECTION_NAMES:
+            cursor = await projection_runner.checkpoint(conn, name)
+            lag = await projection_runner.lag(conn, cursor)
+            items.append(wire.ProjectionStatus(name, cursor.position, head, lag))
+    return items
+
+
+async def admin_projections(ctx: Context[None, None]) -> web.StreamResponse:
+    return json_response(wire.ProjectionStatusList(await _projection_status(ctx.request.app[POOL])))
+
+
+_ACCOUNT_ERRORS = {404: "Not found (`not_found`)."}
+
+ENDPOINTS: list[Endpoint] = [
+    Endpoint(
+        "GET",
+        "/healthz",
+        healthz,
+        "Liveness: 200 while the process runs.",
+        "healthz",
+        "operations",
+        responses={200: (wire.Status, "The process runs.")},
+    ),
+    Endpoint(
+        "GET",
+        "/readyz",
+        readyz,
+        "Readiness: the database answers and is migrated.",
+        "readyz",
+        "operations",
+        responses={200: (wire.Status, "Ready."), 503: (None, "Not ready, and why.")},
+    ),
+    Endpoint(
+        "GET",
+        "/metrics",
+        metrics,
+        "Prometheus metrics (text format).",
+        "metrics",
+        "operations",
+        responses={200: (None, "Prometheus text exposition format.")},
+        raw_response=CONTENT_TYPE_LATEST,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/openapi.json",
+        openapi,
+        "This document.",
+        "openapi",
+        "operations",
+        responses={200: (None, "The OpenAPI 3.1 document.")},
+        raw_response="application/json",
+    ),
+    Endpoint(
+        "POST",
+        "/v1/accounts",
+        create_account,
+        "Create an account; its token is shown only here.",
+        "createAccount",
+        "accounts",
+        auth=("operator",),
+        body=wire.CreateAccount,
+        responses={201: (wire.CreatedAccount, "Created.")},
+        errors={409: "The id is taken (`account_exists`)."},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/me",
+        get_me,
+        "The calling account, its settings and profile counts.",
+        "getMe",
+        "me",
+        auth=("account",),
+        responses={200: (wire.Me, "The account.")},
+    ),
+    Endpoint(
+        "PATCH",
+        "/v1/me",
+        patch_me,
+        "Turn sync on or off; set profile visibility.",
+        "patchMe",
+        "me",
+        auth=("account",),
+        body=wire.PatchMe,
+        responses={200: (wire.Me, "The account, changed.")},
+        errors={403: "A managed account cannot turn sync on (`managed_account`), or `forbidden`."},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/me/actions",
+        post_actions,
+        "Record watched / unwatched / rated / unrated actions; a result per action, in order.",
+        "postActions",
+        "me",
+        auth=("account",),
+        body=wire.Actions,
+        responses={200: (wire.Results, "One result per action.")},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/me/state",
+        get_state,
+        "Current watch state and ratings, by GUID.",
+        "getState",
+        "me",
+        auth=("account",),
+        query=wire.StateQuery,
+        responses={200: (wire.StatePage, "A page.")},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/me/state/{guid:.+}",
+        get_state_one,
+        "One title's state (GUID URL-encoded).",
+        "getStateOne",
+        "me",
+        auth=("account",),
+        responses={200: (wire.State, "The state.")},
+        errors=_ACCOUNT_ERRORS,
+    ),
+    Endpoint(
+        "GET",
+        "/v1/me/history",
+        get_history,
+        "Watch history, newest first.",
+        "getHistory",
+        "me",
+        auth=("account",),
+        query=wire.HistoryQuery,
+        responses={200: (wire.HistoryPage, "A page.")},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/admin/events",
+        admin_events,
+        "The event log in log order.",
+        "adminEvents",
+        "operator",
+        auth=("operator",),
+        query=wire.EventsQuery,
+        responses={200: (wire.LogEventPage, "A page.")},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/admin/projections",
+        admin_projections,
+        "Every projection's position and lag.",
+        "adminProjections",
+        "operator",
+        auth=("operator",),
+        responses={200: (wire.ProjectionStatusList, "The projections.")},
+    ),
+]
