@@ -283,6 +283,12 @@ class EventStore:
         position: int = await self.pool.fetchval(QUERIES["head"])
         return position
 
+    async def last_cursor(self) -> LogCursor:
+        """The cursor of the last committed event in tailing order (START when empty): a
+        reader that has passed it has seen everything committed before this call."""
+        row = await self.pool.fetchrow(QUERIES["last_cursor"])
+        return LogCursor.START if row is None else LogCursor(row[0], row[1])
+
     async def read_safe(
         self,
         after: LogCursor = LogCursor.START,

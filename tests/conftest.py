@@ -122,3 +122,37 @@ async def fail_on_unhandled_loop_errors() -> AsyncIterator[None]:
     yield
     loop.set_exception_handler(None)
     assert not errors, f"unhandled event-loop errors: {errors}"
+
+
+@pytest.fixture
+async def make_client(
+    make_database: Callable[..., Any],
+) -> AsyncIterator[Callable[..., Any]]:
+    """Factory of clients of a real running server (closed before the databases go)."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from services.api import create_app
+    from services.config import Settings
+    from tests.api import OPERATOR_TOKEN
+
+    clients: list[TestClient[Any, Any]] = []
+
+    async def make(url: str | None = None, *, migrate: bool = True) -> TestClient[Any, Any]:
+        url = url or await make_database()
+        settings = Settings(operator_token=OPERATOR_TOKEN)
+        client: TestClient[Any, Any] = TestClient(
+            TestServer(create_app(settings, url, migrate=migrate))
+        )
+        await client.start_server()
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        await client.close()
+
+
+@pytest.fixture
+async def client(make_client: Callable[..., Any]) -> Any:
+    """A client of a real running server on a fresh database."""
+    return await make_client()

@@ -19,10 +19,10 @@ from services.api import MIGRATION_PACKAGES
 # on a distributed PostgreSQL).
 GLOBAL_TABLES = {"schema_migrations", "projection_checkpoints", "service_secrets"}
 ALL_MIGRATIONS = [
-        "eventstore/0001_event_log",
-        "projections/0001_watch_state_and_history",
-        "services/0001_service_secrets",
-    ]
+    "eventstore/0001_event_log",
+    "projections/0001_watch_state_and_history",
+    "services/0001_service_secrets",
+]
 
 CATALOG = {
     "columns": """

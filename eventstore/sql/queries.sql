@@ -101,3 +101,7 @@ SELECT pg_advisory_lock($1);
 -- migrations_unlock --
 -- Release it: $1 lock key
 SELECT pg_advisory_unlock($1);
+
+-- last_cursor --
+-- The tailing cursor of the last event in tailing order (null when empty): no parameters
+SELECT transaction_id, position FROM events ORDER BY transaction_id DESC, position DESC LIMIT 1;
