@@ -51,6 +51,15 @@ async def init_connection(conn: Connection) -> None:
     )
 
 
+async def _release(conn: asyncpg.Connection[Any]) -> None:
+    """What a connection needs on its way back to the pool. asyncpg's default resets all
+    session state with one more round trip on every release; ours never leave any (they do
+    not LISTEN — listeners have connections of their own —, SET, or keep advisory locks past
+    a call), so only a transaction abandoned mid-way (a cancelled request) is undone."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(
     dsn: str, *, min_size: int = 2, max_size: int = 20, **kwargs: Any
 ) -> asyncpg.Pool[Any]:
@@ -61,6 +70,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         init=init_connection,
+        reset=_release,
         server_settings=settings,
         **kwargs,
     )

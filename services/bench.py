@@ -7,7 +7,12 @@ end: the log is append-only, so a benchmark must never write into a real one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import secrets
+import signal
+import socket
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -15,6 +20,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import aiohttp
 import asyncpg
 import msgspec
 
@@ -178,6 +184,141 @@ async def bench_eventstore(url: str, *, writers: int, events: int, batch: int) -
     return figures
 
 
+class Latency(msgspec.Struct, frozen=True):
+    name: str
+    samples: list[float]
+
+    def quantile(self, q: float) -> float:
+        ordered = sorted(self.samples)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@asynccontextmanager
+async def running_server(database_url: str, operator_token: str) -> AsyncIterator[str]:
+    """``watchledger serve`` in a child process (its own core, as in production); its URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {
+        **os.environ,
+        "WATCHLEDGER_DATABASE_URL": database_url,
+        "WATCHLEDGER_OPERATOR_TOKEN": operator_token,
+        "WATCHLEDGER_LOG_LEVEL": "warning",
+        "WATCHLEDGER_PORT": str(port),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "services.cli", "serve", env=env, stdin=asyncio.subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http, asyncio.timeout(60):
+            while True:
+                if proc.returncode is not None:
+                    raise RuntimeError(f"watchledger serve exited with {proc.returncode}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.get(f"{base}/readyz") as ready:
+                        if ready.status == 200:
+                            break
+                await asyncio.sleep(0.1)
+        yield base
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        await proc.wait()
+
+
+async def bench_api(
+    url: str, *, clients: int, requests: int, batch: int, batches: int, samples: int
+) -> tuple[list[Figure], list[Latency]]:
+    """HTTP figures: actions/s one per request and ``batch`` per request; read-your-writes lag."""
+    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    async with scratch_database(url) as scratch, running_server(scratch, operator) as base:
+        connector = aiohttp.TCPConnector(limit=clients)
+        async with aiohttp.ClientSession(base, connector=connector) as http:
+            tokens = []
+            for i in range(clients):
+                body = {"id": f"bench{i}", "kind": "full", "name": f"Bench {i}"}
+                async with http.post(
+                    "/v1/accounts", json=body, headers={"Authorization": f"Bearer {operator}"}
+                ) as created:
+                    created.raise_for_status()
+                    tokens.append({"Authorization": f"Bearer {(await created.json())['token']}"})
+
+            async def post(headers: dict[str, str], actions: list[dict[str, Any]]) -> None:
+                async with http.post(
+                    "/v1/me/actions", json={"actions": actions}, headers=headers
+                ) as response:
+                    response.raise_for_status()
+                    await response.read()
+
+            def action(n: int) -> dict[str, Any]:
+                return {"type": "watched", "guid": f"plex://movie/{n:024x}"}
+
+            async def singles() -> None:
+                per_client = requests // clients
+
+                async def client(c: int) -> None:
+                    for i in range(per_client):
+                        await post(tokens[c], [action(c * 1_000_000 + i)])
+
+                await asyncio.gather(*(client(c) for c in range(clients)))
+
+            async def batched() -> None:
+                todo = list(range(batches))
+
+                async def client(c: int) -> None:
+                    while todo:
+                        b = todo.pop()
+                        await post(
+                            tokens[c], [action(50_000_000 + b * batch + i) for i in range(batch)]
+                        )
+
+                await asyncio.gather(*(client(c) for c in range(min(clients, 4))))
+
+            figures = [
+                await _timed(
+                    f"POST /v1/me/actions, 1 action/request, {clients} clients",
+                    (requests // clients) * clients,
+                    singles,
+                ),
+                await _timed(
+                    f"POST /v1/me/actions, {batch} actions/request, {min(clients, 4)} clients",
+                    batches * batch,
+                    batched,
+                ),
+            ]
+
+            # The batches leave the projections a backlog; lag is measured from a caught-up
+            # state, or its first sample would measure the catch-up instead.
+            admin = {"Authorization": f"Bearer {operator}"}
+            while True:
+                async with http.get("/v1/admin/projections", headers=admin) as status:
+                    if all(p["lag"] == 0 for p in (await status.json())["items"]):
+                        break
+                await asyncio.sleep(0.05)
+
+            lags: list[float] = []
+            for i in range(samples):
+                guid = f"plex://episode/{90_000_000 + i:024x}"
+                await post(tokens[0], [{"type": "watched", "guid": guid}])
+                answered = time.perf_counter()
+                while True:
+                    async with http.get(f"/v1/me/state/{guid}", headers=tokens[0]) as state:
+                        await state.read()
+                        if state.status == 200:
+                            break
+                lags.append(time.perf_counter() - answered)
+    return figures, [Latency("read-your-writes: 200 from POST -> visible in GET state", lags)]
+
+
+def print_latencies(latencies: list[Latency]) -> None:
+    print(f"{'latency':52} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
+    for lat in latencies:
+        print(
+            f"{lat.name:52} {len(lat.samples):8d} {lat.quantile(0.5) * 1000:8.1f} "
+            f"{lat.quantile(0.99) * 1000:8.1f} {max(lat.samples) * 1000:8.1f}"
+        )
+
+
 def print_figures(title: str, figures: list[Figure]) -> None:
     """A table; each measurement followed by a ceiling shows its share of that ceiling."""
     print(f"\n{title}")
@@ -188,9 +329,33 @@ def print_figures(title: str, figures: list[Figure]) -> None:
         print(f"{f.name:52} {f.events:8d} {f.seconds:8.2f} {f.rate:10,.0f} {share:>10}")
 
 
-async def run_bench(suite: str, url: str, *, writers: int, events: int, batch: int) -> int:
-    if suite == "eventstore":
-        figures = await bench_eventstore(url, writers=writers, events=events, batch=batch)
+class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
+    writers: int = 16
+    events: int = 20_000
+    batch: int = 500
+    clients: int = 32
+    requests: int = 5_000
+    request_batch: int = 1_000
+    request_batches: int = 20
+    samples: int = 200
+
+
+async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
+    """Run a suite (``eventstore``, ``api`` or ``all``) and print its figures."""
+    if suite in ("eventstore", "all"):
+        figures = await bench_eventstore(
+            url, writers=options.writers, events=options.events, batch=options.batch
+        )
         print_figures("watchledger bench eventstore", figures)
-        return 0
-    raise ValueError(f"unknown benchmark suite {suite!r}")
+    if suite in ("api", "all"):
+        figures, latencies = await bench_api(
+            url,
+            clients=options.clients,
+            requests=options.requests,
+            batch=options.request_batch,
+            batches=options.request_batches,
+            samples=options.samples,
+        )
+        print_figures("watchledger bench api", figures)
+        print_latencies(latencies)
+    return 0

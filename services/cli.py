@@ -85,12 +85,27 @@ def build_parser() -> argparse.ArgumentParser:
             "and dropped afterwards, so the real log is never touched."
         ),
     )
-    p.add_argument("suite", choices=["eventstore"], help="what to measure")
-    p.add_argument("--writers", type=int, default=16, help="concurrent writers (default 16)")
-    p.add_argument(
-        "--events", type=int, default=20_000, help="events per measurement (default 20000)"
+    p.add_argument("suite", choices=["eventstore", "api", "all"], help="what to measure")
+    log_options = p.add_argument_group("eventstore")
+    log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
+    log_options.add_argument(
+        "--events", type=int, default=20_000, help="events a measurement (20000)"
     )
-    p.add_argument("--batch", type=int, default=500, help="events per batched append (default 500)")
+    log_options.add_argument("--batch", type=int, default=500, help="events a batched append (500)")
+    api_options = p.add_argument_group("api (a `watchledger serve` child process)")
+    api_options.add_argument("--clients", type=int, default=32, help="concurrent HTTP clients (32)")
+    api_options.add_argument(
+        "--requests", type=int, default=5_000, help="one-action requests in all (5000)"
+    )
+    api_options.add_argument(
+        "--request-batch", type=int, default=1_000, help="actions a batched request (1000)"
+    )
+    api_options.add_argument(
+        "--request-batches", type=int, default=20, help="batched requests in all (20)"
+    )
+    api_options.add_argument(
+        "--samples", type=int, default=200, help="read-your-writes lag samples (200)"
+    )
     _add_database_options(p)
     _add_logging_options(p)
     return parser
@@ -138,13 +153,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.command == "migrate":
                 return asyncio.run(_migrate(url, args.status))
             if args.command == "bench":
-                from .bench import run_bench
+                from .bench import BenchOptions, run_bench
 
-                return asyncio.run(
-                    run_bench(
-                        args.suite, url, writers=args.writers, events=args.events, batch=args.batch
-                    )
+                options = BenchOptions(
+                    **{f: getattr(args, f) for f in BenchOptions.__struct_fields__}
                 )
+                return asyncio.run(run_bench(args.suite, url, options))
     except MigrationError as exc:
         log.error("migration_failed", error=str(exc))
         return 1

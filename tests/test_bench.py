@@ -5,16 +5,26 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.bench import run_bench
+from services.bench import BenchOptions, run_bench
 
 
-async def test_bench_eventstore_prints_every_figure_and_leaves_no_database(
+async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
     server_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conn = await asyncpg.connect(server_url)
     try:
         before = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
-        assert await run_bench("eventstore", server_url, writers=2, events=40, batch=10) == 0
+        tiny = BenchOptions(
+            writers=2,
+            events=40,
+            batch=10,
+            clients=2,
+            requests=6,
+            request_batch=5,
+            request_batches=2,
+            samples=3,
+        )
+        assert await run_bench("all", server_url, tiny) == 0
         after = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
     finally:
         await conn.close()
@@ -27,6 +37,9 @@ async def test_bench_eventstore_prints_every_figure_and_leaves_no_database(
         "ceiling: COPY",
         "read the whole log, position order",
         "read the whole log, safe tailing order",
+        "POST /v1/me/actions, 1 action/request, 2 clients",
+        "POST /v1/me/actions, 5 actions/request, 2 clients",
+        "read-your-writes",
     ):
         assert line in out
     assert after == before
