@@ -9,7 +9,10 @@ import asyncpg
 from eventstore import database as db
 
 
-async def test_a_transaction_left_open_is_rolled_back_on_release(database_url: str) -> None:
+async def test_a_transaction_left_open_is_rolled_back_on_release(
+    database_url: str, fail_on_unhandled_loop_errors: list[str]
+) -> None:
+    fail_on_unhandled_loop_errors.append("Resetting connection with an active transaction")
     pool = await db.create_pool(database_url, min_size=1, max_size=1)
     try:
         async with pool.acquire() as conn:
