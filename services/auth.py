@@ -1,9 +1,10 @@
 """Bearer tokens: minted with 256 random bits, stored only as SHA-256 hashes, compared in
 constant time.
 
-A token says whose it is: ``wlo.<secret>`` (the operator), ``wla.<account id>.<secret>`` (an
-account). The id lets a request find the one hash to compare against (a keyed lookup, which
-also routes on a distributed database) without ever storing or logging the secret.
+A token made here says whose it is: ``wlo.<secret>`` (a generated operator token),
+``wla.<account id>.<secret>`` (an account). The id lets a request find the one hash to compare
+against (a keyed lookup, which also routes on a distributed database) without ever storing or
+logging the secret. An operator token set in ``WATCHLEDGER_OPERATOR_TOKEN`` may have any shape.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Sequence
 
+import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -15,6 +16,8 @@ from prometheus_client.registry import Collector
 from projections.runner import ProjectionRunner
 
 from .errors import Handler
+
+log = structlog.get_logger(__name__)
 
 
 class Metrics:
@@ -49,6 +52,11 @@ class Metrics:
                 60,
             ),
         )
+        self.in_flight = Gauge(
+            "watchledger_http_requests_in_flight",
+            "HTTP requests being served right now.",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "watchledger_projection_lag_events",
             "Events in the log a projection has not applied yet (measured at scrape).",
@@ -71,6 +79,7 @@ class Metrics:
         async def record(request: web.Request, handler: Handler) -> web.StreamResponse:
             started = time.perf_counter()
             status = 500
+            metrics.in_flight.inc()
             try:
                 response = await handler(request)
                 status = response.status
@@ -79,10 +88,19 @@ class Metrics:
                 status = exc.status
                 raise
             finally:
+                metrics.in_flight.dec()
                 info = request.match_info.route.resource
                 route = info.canonical if info is not None else "unmatched"
+                seconds = time.perf_counter() - started
                 metrics.requests.labels(route, request.method, str(status)).inc()
-                metrics.latency.labels(route, request.method).observe(time.perf_counter() - started)
+                metrics.latency.labels(route, request.method).observe(seconds)
+                log.debug(
+                    "request",
+                    method=request.method,
+                    route=route,
+                    status=status,
+                    ms=round(seconds * 1000, 2),
+                )
 
         return record
 

@@ -9,7 +9,8 @@ from aiohttp.test_utils import TestClient
 from projections.runner import wait_until_applied
 from services.appkeys import POOL, PROGRESS, PROJECTION_NAMES, STORE
 
-OPERATOR_TOKEN = "wlo.test-operator-token"
+# Any string: operators choose their own (WATCHLEDGER_OPERATOR_TOKEN).
+OPERATOR_TOKEN = "an operator secret of any shape"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 MOVIE = "plex://movie/5d776825880197001ec967c6"
 MOVIE_2 = "plex://movie/5d776825880197001ec967c7"

@@ -196,7 +196,11 @@ def _free_port() -> int:
         return port
 
 
-async def _serve_until_ready(env: dict[str, str]) -> tuple[asyncio.subprocess.Process, int]:
+async def _serve_until_ready(
+    env: dict[str, str], *, before: list[bytes] | None = None
+) -> tuple[asyncio.subprocess.Process, int]:
+    """Start `watchledger serve`; return once it listens (lines printed until then go to
+    ``before``)."""
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
         WATCHLEDGER,
@@ -217,6 +221,8 @@ async def _serve_until_ready(env: dict[str, str]) -> tuple[asyncio.subprocess.Pr
             assert line, "serve exited before it was ready"
             if line.startswith(b"{") and json.loads(line).get("event") == "serving":
                 break
+            if before is not None:
+                before.append(line)
     return proc, port
 
 
@@ -266,3 +272,89 @@ async def test_serve_with_no_database_configured_runs_and_stops_an_embedded_one(
     proc, port = await _serve_until_ready(env)
     events = await _stop(proc, signal.SIGTERM)
     assert "migration_applied" not in [e["event"] for e in events]
+
+
+async def test_in_flight_requests_finish_when_serve_is_told_to_stop(database_url: str) -> None:
+    """SIGTERM while a request is inside its handler (held there by a lock its append needs):
+    the request still gets its 200, then the process exits 0. (A request still *uploading* its
+    body when shutdown begins is cut by aiohttp, which stops reading: aio-libs/aiohttp#2298.)"""
+    token = "shutdown-test-operator"
+    proc, port = await _serve_until_ready(
+        {"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_OPERATOR_TOKEN": token}
+    )
+    base = f"http://127.0.0.1:{port}"
+    blocker = await asyncpg.connect(database_url)
+    try:
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{base}/v1/accounts",
+                json={"id": "ann", "kind": "full", "name": "Ann"},
+                headers={"Authorization": f"Bearer {token}"},
+            ) as created:
+                ann = {"Authorization": f"Bearer {(await created.json())['token']}"}
+            hold = blocker.transaction()
+            await hold.start()
+            await blocker.execute("LOCK TABLE events IN EXCLUSIVE MODE")
+            body = {
+                "actions": [{"type": "watched", "guid": "plex://movie/5d776825880197001ec967c6"}]
+            }
+            in_flight = asyncio.create_task(
+                http.post(f"{base}/v1/me/actions", json=body, headers=ann)
+            )
+            # Wait until the server is inside that request (it and this scrape: 2 in flight).
+            async with asyncio.timeout(30):
+                while True:
+                    async with http.get(f"{base}/metrics") as scrape:
+                        if "watchledger_http_requests_in_flight 2.0" in await scrape.text():
+                            break
+
+            proc.send_signal(signal.SIGTERM)
+            assert proc.stdout is not None
+            async with asyncio.timeout(30):
+                while b'"stopping"' not in (line := await proc.stdout.readline()):
+                    assert line, "serve exited without stopping gracefully"
+            await hold.rollback()
+            async with asyncio.timeout(30):
+                response = await in_flight
+            assert response.status == 200
+            assert (await response.json())["results"][0]["status"] == "recorded"
+            response.release()
+    finally:
+        await blocker.close()
+
+    async with asyncio.timeout(60):
+        assert await proc.wait() == 0
+
+
+async def test_without_a_configured_operator_token_one_is_generated_and_printed_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WATCHLEDGER_OPERATOR_TOKEN", raising=False)
+    env = {"WATCHLEDGER_DATABASE_URL": database_url}
+    printed: list[bytes] = []
+    proc, port = await _serve_until_ready(env, before=printed)
+    tokens = [line.strip().decode() for line in printed if line.strip().startswith(b"wlo.")]
+    assert len(tokens) == 1
+    token = tokens[0]
+    assert len(token) >= 4 + 43  # "wlo." and 256 random bits
+
+    async def operator_call(port: int, token: str) -> int:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(
+                f"http://127.0.0.1:{port}/v1/admin/projections",
+                headers={"Authorization": f"Bearer {token}"},
+            ) as response,
+        ):
+            return response.status
+
+    assert await operator_call(port, token) == 200
+    assert await operator_call(port, "wlo.guess") == 401
+    await _stop(proc, signal.SIGTERM)
+
+    printed.clear()
+    proc, port = await _serve_until_ready(env, before=printed)
+    assert not [line for line in printed if b"wlo." in line]  # shown once, ever
+    assert await operator_call(port, token) == 200  # and it still works
+    events = await _stop(proc, signal.SIGTERM)
+    assert token not in json.dumps(events)
