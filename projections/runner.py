@@ -21,6 +21,13 @@ from typing import Any, NamedTuple, Protocol
 
 import asyncpg
 import structlog
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential,
+)
 
 from eventstore import EventStore, LogCursor, RecordedEvent, Wakeups
 from eventstore.database import TRANSIENT_ERRORS, Connection
@@ -33,7 +40,16 @@ _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncp
 _CONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, OSError)
 # A runner outlives these: it reconnects and resumes from its checkpoint (the database may be
 # restarting, or still being migrated).
-_INTERRUPTIONS: tuple[type[BaseException], ...] = (*_CONNECTION_ERRORS, asyncpg.PostgresError)
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (
+    *_CONNECTION_ERRORS,
+    OSError,
+    asyncpg.PostgresError,
+)
+# A batch that lost a deadlock or serialization race is simply tried again at once.
+_RACES: tuple[type[BaseException], ...] = (
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
 PROGRESS_CHANNEL = "watchledger_progress"
 
 
@@ -119,28 +135,41 @@ class ProjectionRunner:
 
     async def run(self) -> None:
         """Apply the projection forever: stand by while another process holds its lock, catch
-        up and follow the log while this one does. Returns only by cancellation."""
-        while True:
-            try:
-                conn = await self._connect()
-            except _CONNECT_ERRORS as exc:
-                log.warning("projection_connect_failed", projection=self.name, error=str(exc))
-                await asyncio.sleep(self._error_delay)
-                continue
-            try:
-                await self._run_on(conn)
-            except _INTERRUPTIONS as exc:
-                log.warning("projection_interrupted", projection=self.name, error=str(exc))
-                await asyncio.sleep(self._error_delay)
-            except asyncio.CancelledError:
-                # Possibly mid-query (waiting for the lock): no goodbye on this connection.
-                conn.terminate()
-                raise
-            finally:
-                self.stats.active = False
-                if not conn.is_closed():
-                    with contextlib.suppress(*_CONNECTION_ERRORS, OSError):
-                        await conn.close(timeout=5)
+        up and follow the log while this one does. Returns only by cancellation.
+
+        A lost connection or a database error (say, the schema is still being migrated) ends
+        the session; a new one starts after an exponential backoff and resumes from the
+        checkpoint, which is where the rolled-back work left it."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_INTERRUPTIONS),
+            wait=wait_exponential(multiplier=self._error_delay / 8, max=self._error_delay * 4),
+            before_sleep=self._log_interruption,
+        ):
+            with attempt:
+                await self._session()
+
+    def _log_interruption(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        log.warning(
+            "projection_interrupted",
+            projection=self.name,
+            error=str(error),
+            attempt=state.attempt_number,
+        )
+
+    async def _session(self) -> None:
+        conn = await self._connect()
+        try:
+            await self._run_on(conn)
+        except asyncio.CancelledError:
+            # Possibly mid-query (waiting for the lock): no goodbye on this connection.
+            conn.terminate()
+            raise
+        finally:
+            self.stats.active = False
+            if not conn.is_closed():
+                with contextlib.suppress(*_CONNECTION_ERRORS, OSError):
+                    await conn.close(timeout=5)
 
     async def _run_on(self, conn: asyncpg.Connection[Any]) -> None:
         # Stand by, waiting inside PostgreSQL, until no other process runs this projection.
@@ -172,15 +201,14 @@ class ProjectionRunner:
         new_cursor = events[-1].cursor
         try:
             ops = [op for event in events for op in self.projection.apply(event)]
-            async with conn.transaction():
-                for query, args in _grouped(ops):
-                    await conn.executemany(query, args)
-                await conn.execute(
-                    QUERIES["checkpoint_set"],
-                    self.name,
-                    new_cursor.transaction_id,
-                    new_cursor.position,
-                )
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(_RACES),
+                stop=stop_after_attempt(5),
+                wait=wait_exponential(multiplier=0.01, max=0.5),
+                reraise=True,
+            ):
+                with attempt:
+                    await self._commit_batch(conn, ops, new_cursor)
         except _CONNECTION_ERRORS:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, report, retry later
@@ -208,6 +236,16 @@ class ProjectionRunner:
             position=new_cursor.position,
         )
         return new_cursor
+
+    async def _commit_batch(
+        self, conn: asyncpg.Connection[Any], ops: list[Op], cursor: LogCursor
+    ) -> None:
+        async with conn.transaction():
+            for query, args in _grouped(ops):
+                await conn.executemany(query, args)
+            await conn.execute(
+                QUERIES["checkpoint_set"], self.name, cursor.transaction_id, cursor.position
+            )
 
 
 async def wait_until_applied(

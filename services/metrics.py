@@ -31,8 +31,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "watchledger_http_request_duration_seconds",
-            "Time to serve an HTTP request, by route template and method.",
-            ["route", "method"],
+            "Time to serve an HTTP request, by route template, method and status.",
+            ["route", "method", "status"],
             registry=self.registry,
             buckets=(
                 0.001,
@@ -93,7 +93,7 @@ class Metrics:
                 route = info.canonical if info is not None else "unmatched"
                 seconds = time.perf_counter() - started
                 metrics.requests.labels(route, request.method, str(status)).inc()
-                metrics.latency.labels(route, request.method).observe(seconds)
+                metrics.latency.labels(route, request.method, str(status)).observe(seconds)
                 log.debug(
                     "request",
                     method=request.method,

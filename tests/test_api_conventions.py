@@ -187,8 +187,8 @@ async def test_metrics_count_requests_by_route_and_report_projection_lag(
     )
     assert 'watchledger_http_requests_total{method="GET",route="/v1/me",status="401"} 1.0' in text
     assert (
-        'watchledger_http_request_duration_seconds_bucket{le="0.001",method="POST",route="/v1/me/actions"}'
-        in text
+        'watchledger_http_request_duration_seconds_bucket{le="0.001",method="POST",'
+        'route="/v1/me/actions",status="200"}' in text
     )
     assert 'watchledger_projection_lag_events{projection="watch_state"} 0.0' in text
     assert 'watchledger_projection_events_applied_total{projection="watch_history"}' in text
