@@ -2,11 +2,13 @@
 
 Everything here is pure: no I/O. Streams, per account (the id part is the account id):
 
-* ``account-<id>``: the account itself — created, sync turned on/off, visibility changed.
+* ``account-<id>``: the account itself — created, sync turned on/off, visibility changed, a
+  server it registered (it owns it), a server shared with it or no longer.
 * ``watch-<id>``: its watched / unwatched / rated / unrated actions.
 
 No event says where an action came from (product rule 2): an action made in an app, through
-the API or on a media server is stored identically.
+the API or on a media server is stored identically. (A *baseline* record says only that it is
+one: a server's summary of what the account watched before it synced.)
 """
 
 from __future__ import annotations
@@ -97,32 +99,66 @@ class VisibilityChanged(Event, frozen=True):
 
 
 @registry.register
-class Watched(Event, frozen=True):
+class ServerRegistered(Event, frozen=True):
+    """In the owner's stream: the account registered (owns) a media server."""
+
+    event_type: ClassVar[str] = "server_registered"
+    server_id: str
+    name: str
+    version: str
+    # SHA-256 of the server's bearer token.
+    token_hash: str
+
+
+@registry.register
+class AccessGranted(Event, frozen=True):
+    """In the grantee's stream: a server was shared with the account."""
+
+    event_type: ClassVar[str] = "access_granted"
+    server_id: str
+
+
+@registry.register
+class AccessRevoked(Event, frozen=True):
+    """In the grantee's stream: a server is no longer shared with the account."""
+
+    event_type: ClassVar[str] = "access_revoked"
+    server_id: str
+
+
+# Watch actions. ``baseline`` is omitted when false, so ordinary actions are stored as
+# {"guid", "at"[, "rating"]} only.
+@registry.register
+class Watched(Event, frozen=True, omit_defaults=True):
     event_type: ClassVar[str] = "watched"
     guid: str
     at: datetime
+    baseline: bool = False
 
 
 @registry.register
-class Unwatched(Event, frozen=True):
+class Unwatched(Event, frozen=True, omit_defaults=True):
     event_type: ClassVar[str] = "unwatched"
     guid: str
     at: datetime
+    baseline: bool = False
 
 
 @registry.register
-class Rated(Event, frozen=True):
+class Rated(Event, frozen=True, omit_defaults=True):
     event_type: ClassVar[str] = "rated"
     guid: str
     at: datetime
     rating: int
+    baseline: bool = False
 
 
 @registry.register
-class Unrated(Event, frozen=True):
+class Unrated(Event, frozen=True, omit_defaults=True):
     event_type: ClassVar[str] = "unrated"
     guid: str
     at: datetime
+    baseline: bool = False
 
 
 WatchAction = Watched | Unwatched | Rated | Unrated
@@ -164,7 +200,17 @@ class Account(msgspec.Struct, frozen=True):
     token_hash: str
     sync_enabled: bool = False
     visibility: Visibility = "friends"
+    owned_servers: frozenset[str] = frozenset()
+    granted_servers: frozenset[str] = frozenset()
     version: int = 0
+
+    def has_access(self, server_id: str) -> bool:
+        """Owned by, or shared with, this account."""
+        return server_id in self.owned_servers or server_id in self.granted_servers
+
+    @property
+    def servers(self) -> frozenset[str]:
+        return self.owned_servers | self.granted_servers
 
 
 def fold_account(events: list[RecordedEvent]) -> Account | None:
@@ -178,6 +224,15 @@ def fold_account(events: list[RecordedEvent]) -> Account | None:
             account = msgspec.structs.replace(account, sync_enabled=event.enabled)
         elif account is not None and isinstance(event, VisibilityChanged):
             account = msgspec.structs.replace(account, visibility=event.visibility)
+        elif account is not None and isinstance(event, ServerRegistered):
+            owned = account.owned_servers | {event.server_id}
+            account = msgspec.structs.replace(account, owned_servers=owned)
+        elif account is not None and isinstance(event, AccessGranted):
+            granted = account.granted_servers | {event.server_id}
+            account = msgspec.structs.replace(account, granted_servers=granted)
+        elif account is not None and isinstance(event, AccessRevoked):
+            granted = account.granted_servers - {event.server_id}
+            account = msgspec.structs.replace(account, granted_servers=granted)
         if account is not None:
             account = msgspec.structs.replace(account, version=recorded.version)
     return account

@@ -1,9 +1,14 @@
-"""The watch projections: current state per title, and the watch history.
+"""The watch projections: current state per title with the servers' outbound queues, and the
+watch history.
 
 Each is a pure fold: one handler per event type (``functools.singledispatch``) returning the
 SQL operations that fold the event in. Last-writer-wins lives in the SQL (a conditional
 upsert on (at, position)), so applying the same events in any order of arrival — and
 replaying them — gives the same rows.
+
+The outbound queues are folded by the state projection itself, in the same transactions: a
+title is queued for an account's servers exactly when its state changes (a late, older event
+queues nothing), and a server is never handed a queued title ahead of the state it points to.
 """
 
 from __future__ import annotations
@@ -13,21 +18,33 @@ from functools import singledispatch
 
 from eventstore import Event, RecordedEvent, StreamName
 
-from .domain import Rated, Unrated, Unwatched, Watched, guid_kind, registry
+from .domain import (
+    AccessGranted,
+    AccessRevoked,
+    AccountCreated,
+    Rated,
+    ServerRegistered,
+    SyncChanged,
+    Unrated,
+    Unwatched,
+    Watched,
+    guid_kind,
+    registry,
+)
 from .runner import QUERIES, Op
 
-WATCH_CATEGORY = "watch"
+_CATEGORIES = frozenset({"account", "watch"})
 
 
 def _decode(recorded: RecordedEvent) -> tuple[str, Event] | None:
-    """(account id, event) of a watch-stream event this module knows, else None."""
+    """(account id, event) of an account's event this module knows, else None."""
     name = StreamName.parse(recorded.stream)
-    if name.category != WATCH_CATEGORY or not registry.is_known(recorded.type):
+    if name.category not in _CATEGORIES or not registry.is_known(recorded.type):
         return None
     return name.id, registry.decode(recorded)
 
 
-# -- current state ----------------------------------------------------------------------------
+# -- current state and outbound queues --------------------------------------------------------
 
 
 @singledispatch
@@ -64,8 +81,42 @@ def _(event: Rated | Unrated, account: str, recorded: RecordedEvent) -> list[Op]
     return [Op(QUERIES["state_rate"], args)]
 
 
+@_state.register
+def _(event: AccountCreated, account: str, recorded: RecordedEvent) -> list[Op]:
+    return [Op(QUERIES["queue_account"], (account,))]
+
+
+@_state.register
+def _(event: SyncChanged, account: str, recorded: RecordedEvent) -> list[Op]:
+    if event.enabled:
+        # Every server the account has access to gets its whole state and a baseline request.
+        return [
+            Op(QUERIES["queue_sync"], (account, True)),
+            Op(QUERIES["queue_backfill"], (account, None)),
+        ]
+    return [
+        Op(QUERIES["queue_sync"], (account, False)),
+        Op(QUERIES["queue_drop_account"], (account,)),
+    ]
+
+
+@_state.register
+def _(event: ServerRegistered | AccessGranted, account: str, recorded: RecordedEvent) -> list[Op]:
+    # While sync is on, a server newly accessible gets the whole state and a baseline request.
+    return [
+        Op(QUERIES["queue_access_add"], (account, event.server_id)),
+        Op(QUERIES["queue_backfill"], (account, event.server_id)),
+    ]
+
+
+@_state.register
+def _(event: AccessRevoked, account: str, recorded: RecordedEvent) -> list[Op]:
+    return [Op(QUERIES["queue_access_remove"], (account, event.server_id))]
+
+
 class WatchStateProjection:
-    """Each account's current watch state and rating per title (product rule 4)."""
+    """Each account's current watch state and rating per title (product rule 4), and every
+    server's outbound queue (product rule 8)."""
 
     name = "watch_state"
 
@@ -93,7 +144,9 @@ def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list
         event.event_type,
         event.at,
     )
-    return [Op(QUERIES["history_record"], args)]
+    # A baseline record only starts a title's history (product rule 7).
+    query = QUERIES["history_baseline"] if event.baseline else QUERIES["history_record"]
+    return [Op(query, args)]
 
 
 class WatchHistoryProjection:

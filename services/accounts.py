@@ -16,7 +16,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from eventstore import ConcurrencyConflict, Event, EventStore, NewEvent
+from eventstore import ConcurrencyConflict, Event, EventStore, LogCursor, NewEvent
 from projections import domain
 from projections.domain import Account, GuidRejected
 from projections.runner import QUERIES as PROJECTION_QUERIES
@@ -83,8 +83,11 @@ class AccountService:
             counts=wire.Counts(movies=row["movies"], episodes=row["episodes"]),
         )
 
-    async def update_settings(self, account: Account, patch: wire.PatchMe) -> Account:
-        """Apply a settings change, deciding on the newest aggregate (retrying a lost race)."""
+    async def update_settings(
+        self, account: Account, patch: wire.PatchMe
+    ) -> tuple[Account, LogCursor | None]:
+        """Apply a settings change, deciding on the newest aggregate (retrying a lost race);
+        the account after it, and the cursor of its last event (None: nothing changed)."""
         for _ in range(_SETTINGS_ATTEMPTS):
             changes: list[Event] = []
             if (
@@ -97,9 +100,9 @@ class AccountService:
             if patch.visibility is not msgspec.UNSET and patch.visibility != account.visibility:
                 changes.append(domain.VisibilityChanged(visibility=patch.visibility))
             if not changes:
-                return account
+                return account, None
             try:
-                await self.store.append(
+                appended = await self.store.append(
                     domain.account_stream(account.id),
                     [domain.registry.new(e) for e in changes],
                     expected_version=account.version,
@@ -116,7 +119,7 @@ class AccountService:
             )
             updated = await self.load(account.id)
             assert updated is not None
-            return updated
+            return updated, appended[-1].cursor
         raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
 
     # -- actions ------------------------------------------------------------------------------
@@ -127,31 +130,8 @@ class AccountService:
         """Record an account's own actions (always, sync on or off); one result per action,
         in order. Accepted actions are appended in one transaction."""
         now = now or datetime.now(UTC)
-        results: list[wire.Result | None] = []
-        to_append: list[NewEvent] = []
-        slots: list[int] = []  # results index of each event to append
-        seen: set[Any] = set()
-        for action in actions:
-            decided = decide_action(account.id, action, now)
-            if isinstance(decided, wire.Rejected):
-                results.append(decided)
-                continue
-            if decided.event_id in seen:  # the same action twice in one request
-                results.append(wire.Duplicate())
-                continue
-            seen.add(decided.event_id)
-            slots.append(len(results))
-            results.append(None)
-            to_append.append(decided)
-        if to_append:
-            appended = await self.store.append(domain.watch_stream(account.id), to_append)
-            for slot, result in zip(slots, appended, strict=True):
-                results[slot] = (
-                    wire.Duplicate() if result.duplicate else wire.Recorded(result.position)
-                )
-        final = [r for r in results if r is not None]
-        assert len(final) == len(actions)
-        return final
+        decisions = [decide_action(account.id, action, now) for action in actions]
+        return await record(self.store, account.id, decisions)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -208,27 +188,74 @@ def _state(row: asyncpg.Record) -> wire.State:
     )
 
 
+async def record(
+    store: EventStore, account_id: str, decisions: Sequence[NewEvent | wire.Rejected]
+) -> list[wire.Result]:
+    """Append the accepted events of one account in one transaction; a result per decision,
+    in order (the same event twice in one batch: the second is a duplicate)."""
+    results: list[wire.Result | None] = []
+    to_append: list[NewEvent] = []
+    slots: list[int] = []  # results index of each event to append
+    seen: set[Any] = set()
+    for decided in decisions:
+        if isinstance(decided, wire.Rejected):
+            results.append(decided)
+        elif decided.event_id in seen:
+            results.append(wire.Duplicate())
+        else:
+            seen.add(decided.event_id)
+            slots.append(len(results))
+            results.append(None)
+            to_append.append(decided)
+    if to_append:
+        appended = await store.append(domain.watch_stream(account_id), to_append)
+        for slot, result in zip(slots, appended, strict=True):
+            results[slot] = wire.Duplicate() if result.duplicate else wire.Recorded(result.position)
+    final = [r for r in results if r is not None]
+    assert len(final) == len(decisions)
+    return final
+
+
 def decide_action(account_id: str, action: wire.Action, now: datetime) -> NewEvent | wire.Rejected:
-    """The event an account's own action becomes, or why it is rejected (first reason wins,
-    in the contract's order)."""
+    """The event an account's own action becomes, or why it is rejected."""
+    return decide(account_id, action.type, action.guid, action.at, action.rating, now, action.id)
+
+
+def decide(
+    account_id: str,
+    action: str,
+    guid: str,
+    at: datetime | None,
+    rating: int | None,
+    now: datetime,
+    client_id: Any = None,
+    *,
+    edition: str | None = None,
+    baseline: bool = False,
+) -> NewEvent | wire.Rejected:
+    """The event a watch action becomes, or why it is not synced: the title's checks in the
+    contract's order (music, unsupported GUID, edition, in-progress, rating, time)."""
     try:
-        _, guid = domain.classify_guid(action.guid)
+        _, guid = domain.classify_guid(guid)
     except GuidRejected as rejected:
         return wire.Rejected(rejected.code)
-    if (action.type == "rated") != (action.rating is not None) or (
-        action.rating is not None and not 1 <= action.rating <= 10
-    ):
+    if edition:
+        return wire.Rejected("edition_not_synced")
+    if action == "progress":
+        return wire.Rejected("in_progress_not_synced")
+    rating_ok = rating is None or 1 <= rating <= 10
+    if (action == "rated") != (rating is not None) or not rating_ok:
         return wire.Rejected("invalid_rating")
-    at = domain.to_utc(action.at) if action.at is not None else now
+    at = domain.to_utc(at) if at is not None else now
     if at > now + FUTURE_TOLERANCE:
         return wire.Rejected("at_in_future")
-    cls = domain.ACTION_CLASSES[action.type]
+    cls = domain.ACTION_CLASSES[action]
     event: domain.WatchAction = (
-        domain.Rated(guid=guid, at=at, rating=action.rating)  # type: ignore[arg-type]
+        domain.Rated(guid=guid, at=at, rating=rating, baseline=baseline)  # type: ignore[arg-type]
         if cls is domain.Rated
-        else cls(guid=guid, at=at)  # type: ignore[call-arg]
+        else cls(guid=guid, at=at, baseline=baseline)  # type: ignore[call-arg]
     )
-    event_id = action.id or domain.natural_event_id(
-        account_id, guid, action.type, at, action.rating
-    )
+    # Without a client id, the natural key decides: the same action reported again (a retry,
+    # or a server echoing a change it was sent) is the same event.
+    event_id = client_id or domain.natural_event_id(account_id, guid, action, at, rating)
     return domain.registry.new(event, event_id=event_id)

@@ -11,10 +11,10 @@ from importlib.metadata import version as package_version
 import structlog
 from aiohttp import web
 
-from eventstore import EventStore, LogListener, migrations
+from eventstore import EventStore, LogCursor, LogListener, migrations
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
-from projections.runner import PROGRESS_CHANNEL, ProjectionRunner
+from projections.runner import PROGRESS_CHANNEL, ProjectionRunner, wait_until_applied
 from projections.watch import all_projections
 
 from .accounts import AccountService
@@ -26,6 +26,7 @@ from .appkeys import (
     POOL,
     PROGRESS,
     RUNNERS,
+    SERVERS,
     SETTINGS,
     STORE,
 )
@@ -36,6 +37,7 @@ from .errors import problem_middleware
 from .metrics import Metrics
 from .openapi import build_openapi
 from .routes import ENDPOINTS
+from .servers import QueueWakeups, ServerService
 
 log = structlog.get_logger(__name__)
 
@@ -66,8 +68,24 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[PROGRESS] = listener.wakeups_for(PROGRESS_CHANNEL)
                 accounts = AccountService(store, pool)
                 app[ACCOUNTS] = accounts
+                progress = listener.wakeups_for(PROGRESS_CHANNEL)
+
+                async def settle(cursor: LogCursor) -> None:
+                    applied = await wait_until_applied(
+                        pool, progress, ("watch_state",), cursor, 5.0
+                    )
+                    if not applied:
+                        log.warning(
+                            "projection_behind", projection="watch_state", position=cursor.position
+                        )
+
+                queue_wakeups = QueueWakeups(pool, progress)
+                servers = ServerService(store, pool, accounts.load, settle, queue_wakeups)
+                app[SERVERS] = servers
                 authenticator = Authenticator(
-                    lambda: operator_token_hash(pool, settings.operator_token), accounts.load
+                    lambda: operator_token_hash(pool, settings.operator_token),
+                    accounts.load,
+                    servers.token_hash,
                 )
                 if migrate:  # a new operator token is made, and shown, at first start
                     await authenticator.operator_hash()
@@ -78,6 +96,7 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[RUNNERS] = runners
                 app[METRICS].watch_runners(runners)
                 tasks = [asyncio.create_task(r.run(), name=f"projection:{r.name}") for r in runners]
+                tasks.append(asyncio.create_task(queue_wakeups.run(), name="queue-wakeups"))
                 app[_TASKS] = tasks
                 try:
                     yield

@@ -14,6 +14,7 @@ from projections.watch import all_projections
 from .accounts import AccountService
 from .config import Settings
 from .metrics import Metrics
+from .servers import ServerService
 
 # Packages owning tables, in the order their migrations apply.
 MIGRATION_PACKAGES = ("eventstore", "projections", "services")
@@ -23,6 +24,7 @@ SETTINGS = web.AppKey("settings", Settings)
 POOL: web.AppKey[asyncpg.Pool[Any]] = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", EventStore)
 ACCOUNTS = web.AppKey("accounts", AccountService)
+SERVERS = web.AppKey("servers", ServerService)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 RUNNERS: web.AppKey[list[ProjectionRunner]] = web.AppKey("runners", list)

@@ -68,10 +68,12 @@ class Authenticator:
         self,
         operator_hash: Callable[[], Awaitable[str]],
         load_account: Callable[[str], Awaitable[Account | None]],
+        server_token_hash: Callable[[str], Awaitable[str | None]],
     ) -> None:
         self._find_operator_hash = operator_hash
         self._operator_hash: str | None = None
         self._load_account = load_account
+        self._server_token_hash = server_token_hash
 
     async def operator_hash(self) -> str:
         """The hash the operator's token must match (looked up, or made, once)."""
@@ -91,6 +93,10 @@ class Authenticator:
                 account = await self._load_account(owner)
                 if account is not None and matches(token, account.token_hash):
                     return Principal("account", account.id), account
+            if kind == "server" and owner is not None:
+                stored = await self._server_token_hash(owner)
+                if stored is not None and matches(token, stored):
+                    return Principal("server", owner), None
         raise unauthorized("the token is not valid")
 
 

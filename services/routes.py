@@ -16,15 +16,29 @@ from projections.domain import Account
 
 from . import wire
 from .accounts import AccountService
-from .appkeys import ACCOUNTS, METRICS, MIGRATION_PACKAGES, OPENAPI, POOL, PROJECTION_NAMES, STORE
+from .appkeys import (
+    ACCOUNTS,
+    METRICS,
+    MIGRATION_PACKAGES,
+    OPENAPI,
+    POOL,
+    PROJECTION_NAMES,
+    SERVERS,
+    STORE,
+)
 from .endpoints import Context, Endpoint, json_response
-from .errors import ApiError
+from .errors import ApiError, invalid
+from .servers import ServerRecord, ServerService
 
 log = structlog.get_logger(__name__)
 
 
 def _accounts(ctx: Context[Any, Any]) -> AccountService:
     return ctx.request.app[ACCOUNTS]
+
+
+def _servers(ctx: Context[Any, Any]) -> ServerService:
+    return ctx.request.app[SERVERS]
 
 
 def _me(ctx: Context[Any, Any]) -> Account:
@@ -88,7 +102,11 @@ async def get_me(ctx: Context[None, None]) -> web.StreamResponse:
 
 async def patch_me(ctx: Context[wire.PatchMe, None]) -> web.StreamResponse:
     service = _accounts(ctx)
-    updated = await service.update_settings(_me(ctx), ctx.body)
+    before = _me(ctx)
+    updated, cursor = await service.update_settings(before, ctx.body)
+    if cursor is not None and updated.sync_enabled != before.sync_enabled:
+        # Servers' queues are filled (sync on) or emptied (sync off) before we answer.
+        await _servers(ctx).settle(cursor)
     return json_response(await service.me(updated))
 
 
@@ -157,6 +175,85 @@ async def admin_projections(ctx: Context[None, None]) -> web.StreamResponse:
     return json_response(wire.ProjectionStatusList(await _projection_status(ctx.request.app[POOL])))
 
 
+# -- servers ----------------------------------------------------------------------------------
+
+
+async def create_server(ctx: Context[wire.CreateServer, None]) -> web.StreamResponse:
+    assert ctx.principal is not None
+    body = ctx.body
+    if ctx.principal.kind == "operator":
+        if body.owner is None:
+            raise invalid("$.owner", "the operator must name the owning account")
+        owner = body.owner
+    else:
+        if body.owner is not None and body.owner != ctx.principal.id:
+            raise ApiError(403, "forbidden", "an account registers servers for itself only")
+        owner = ctx.principal.id
+    return json_response(await _servers(ctx).register(owner, body), status=201)
+
+
+async def _own_server(ctx: Context[Any, Any]) -> ServerRecord:
+    """The path's server, which the calling account must own."""
+    assert ctx.principal is not None
+    server = await _servers(ctx).require(ctx.request.match_info["sid"])
+    if server.owner != ctx.principal.id:
+        raise ApiError(403, "forbidden", "only the server's owner may do this")
+    return server
+
+
+async def get_server(ctx: Context[None, None]) -> web.StreamResponse:
+    assert ctx.principal is not None
+    sid = ctx.request.match_info["sid"]
+    if ctx.principal.kind == "server":
+        if ctx.principal.id != sid:
+            raise ApiError(403, "forbidden", "a server token is for its own server only")
+        server = await _servers(ctx).require(sid)
+    else:
+        server = await _own_server(ctx)
+    return json_response(await _servers(ctx).info(server))
+
+
+async def grant_access(ctx: Context[None, None]) -> web.StreamResponse:
+    server = await _own_server(ctx)
+    await _servers(ctx).set_access(server, ctx.request.match_info["account"], granted=True)
+    return web.Response(status=204)
+
+
+async def revoke_access(ctx: Context[None, None]) -> web.StreamResponse:
+    server = await _own_server(ctx)
+    await _servers(ctx).set_access(server, ctx.request.match_info["account"], granted=False)
+    return web.Response(status=204)
+
+
+async def my_servers(ctx: Context[None, None]) -> web.StreamResponse:
+    return json_response(await _servers(ctx).servers_of(_me(ctx)))
+
+
+def _this_server(ctx: Context[Any, Any]) -> str:
+    assert ctx.principal is not None
+    sid = ctx.request.match_info["sid"]
+    if ctx.principal.id != sid:
+        raise ApiError(403, "forbidden", "a server token is for its own server only")
+    return sid
+
+
+async def server_events(ctx: Context[wire.ServerEvents, None]) -> web.StreamResponse:
+    sid = _this_server(ctx)
+    if len(ctx.body.events) > wire.MAX_BATCH:
+        raise ApiError(
+            413,
+            "batch_too_large",
+            f"at most {wire.MAX_BATCH} events a request, not {len(ctx.body.events)}",
+        )
+    return json_response(wire.Results(await _servers(ctx).ingest(sid, ctx.body.events)))
+
+
+async def server_changes(ctx: Context[None, wire.ChangesQuery]) -> web.StreamResponse:
+    sid = _this_server(ctx)
+    return json_response(await _servers(ctx).changes(sid, ctx.query))
+
+
+_SERVER_ERRORS = {404: "No such server (`not_found`)."}
 _ACCOUNT_ERRORS = {404: "Not found (`not_found`)."}
 
 ENDPOINTS: list[Endpoint] = [
@@ -275,6 +372,89 @@ ENDPOINTS: list[Endpoint] = [
         auth=("account",),
         query=wire.HistoryQuery,
         responses={200: (wire.HistoryPage, "A page.")},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/me/servers",
+        my_servers,
+        "Servers owned by or shared with me.",
+        "getMyServers",
+        "me",
+        auth=("account",),
+        responses={200: (wire.ServerList, "The servers.")},
+    ),
+    Endpoint(
+        "POST",
+        "/v1/servers",
+        create_server,
+        "Register a media server (owner: the calling account, or `owner` for the operator).",
+        "createServer",
+        "servers",
+        auth=("account", "operator"),
+        body=wire.CreateServer,
+        responses={201: (wire.CreatedServer, "Registered; its token is shown only here.")},
+        errors={
+            409: "The id is taken (`server_exists`).",
+            422: "Invalid body (`invalid_request`), or older than 1.27.2 (`server_too_old`).",
+        },
+    ),
+    Endpoint(
+        "GET",
+        "/v1/servers/{sid}",
+        get_server,
+        "A server and the accounts with access to it (its owner, or the server).",
+        "getServer",
+        "servers",
+        auth=("account", "server"),
+        responses={200: (wire.ServerInfo, "The server.")},
+        errors=_SERVER_ERRORS,
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/servers/{sid}/access/{account}",
+        grant_access,
+        "Share the server with an account (owner only).",
+        "grantAccess",
+        "servers",
+        auth=("account",),
+        responses={204: (None, "Shared.")},
+        errors={404: "No such server or account (`not_found`)."},
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/servers/{sid}/access/{account}",
+        revoke_access,
+        "Stop sharing the server with an account (owner only; not the owner's own).",
+        "revokeAccess",
+        "servers",
+        auth=("account",),
+        responses={204: (None, "Not shared.")},
+        errors={
+            404: "No such server or account (`not_found`).",
+            422: "The owner's own access (`invalid_request`).",
+        },
+    ),
+    Endpoint(
+        "POST",
+        "/v1/servers/{sid}/events",
+        server_events,
+        "Watch actions seen on this server; a result per event, in order.",
+        "postServerEvents",
+        "servers",
+        auth=("server",),
+        body=wire.ServerEvents,
+        responses={200: (wire.Results, "One result per event.")},
+    ),
+    Endpoint(
+        "GET",
+        "/v1/servers/{sid}/changes",
+        server_changes,
+        "This server's pending changes; `cursor` acknowledges earlier ones; `wait` holds.",
+        "getServerChanges",
+        "servers",
+        auth=("server",),
+        query=wire.ChangesQuery,
+        responses={200: (wire.Changes, "Pending changes (maybe none), the next cursor.")},
     ),
     Endpoint(
         "GET",

@@ -202,3 +202,89 @@ class ProjectionStatus(msgspec.Struct):
 
 class ProjectionStatusList(msgspec.Struct):
     items: list[ProjectionStatus]
+
+
+# -- servers ----------------------------------------------------------------------------------
+
+ServerId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+
+
+class CreateServer(msgspec.Struct, forbid_unknown_fields=True):
+    id: Annotated[ServerId, msgspec.Meta(description="the server's machine identifier")]
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    version: Annotated[str, msgspec.Meta(description="at least 1.27.2", max_length=64)]
+    owner: Annotated[
+        str | None, msgspec.Meta(description="the owning account: required for the operator")
+    ] = None
+
+
+class CreatedServer(msgspec.Struct):
+    id: str
+    owner: str
+    name: str
+    version: str
+    token: Annotated[str, msgspec.Meta(description="the server's bearer token; shown only here")]
+
+
+class ServerInfo(msgspec.Struct):
+    id: str
+    owner: str
+    name: str
+    version: str
+    accounts: Annotated[list[str], msgspec.Meta(description="accounts with access, owner included")]
+
+
+class ServerSummary(msgspec.Struct):
+    id: str
+    name: str
+    owner: str
+    version: str
+
+
+class ServerList(msgspec.Struct):
+    items: list[ServerSummary]
+
+
+class ServerEvent(msgspec.Struct, forbid_unknown_fields=True):
+    account: str
+    type: Literal["watched", "unwatched", "rated", "unrated", "progress"]
+    guid: str
+    at: Timestamp | None = None
+    rating: int | None = None
+    edition: str | None = None
+    baseline: bool = False
+
+
+class ServerEvents(msgspec.Struct, forbid_unknown_fields=True):
+    events: list[ServerEvent]
+
+
+class StateChange(msgspec.Struct, tag_field="kind", tag="state"):
+    """A title's current state for the account when delivered (all null: no state)."""
+
+    account: str
+    guid: str
+    watched: bool | None
+    watched_at: datetime | None
+    rating: int | None
+    rated_at: datetime | None
+
+
+class BaselineRequest(msgspec.Struct, tag_field="kind", tag="baseline_request"):
+    """Upload a baseline for this account: one record per title watched or rated."""
+
+    account: str
+
+
+Change = StateChange | BaselineRequest
+
+
+class Changes(msgspec.Struct):
+    changes: list[Change]
+    cursor: Annotated[str, msgspec.Meta(description="pass it next time: acknowledges these")]
+
+
+class ChangesQuery(msgspec.Struct):
+    cursor: str | None = None
+    limit: Limit = 100
+    wait: Annotated[float, msgspec.Meta(ge=0, le=60, description="seconds to hold (0-60)")] = 0

@@ -17,11 +17,13 @@ from services.api import MIGRATION_PACKAGES
 
 # Tables that are global bookkeeping, not account data (they stay local / reference tables
 # on a distributed PostgreSQL).
-GLOBAL_TABLES = {"schema_migrations", "projection_checkpoints", "service_secrets"}
+GLOBAL_TABLES = {"schema_migrations", "projection_checkpoints", "service_secrets", "servers"}
 ALL_MIGRATIONS = [
     "eventstore/0001_event_log",
     "projections/0001_watch_state_and_history",
+    "projections/0002_server_queues",
     "services/0001_service_secrets",
+    "services/0002_servers",
 ]
 
 CATALOG = {

@@ -9,3 +9,44 @@ SELECT hash FROM service_secrets WHERE name = $1;
 INSERT INTO service_secrets (name, hash) VALUES ($1, $2)
 ON CONFLICT (name) DO NOTHING
 RETURNING hash;
+
+-- server_add --
+-- Register a server; nothing if the id is taken: $1 id, $2 owner, $3 name, $4 version, $5 token hash
+INSERT INTO servers (server_id, owner, name, version, token_hash) VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (server_id) DO NOTHING
+RETURNING server_id;
+
+-- server_get --
+-- One server of the registry: $1 id
+SELECT server_id, owner, name, version, token_hash FROM servers WHERE server_id = $1;
+
+-- servers_get --
+-- Several servers of the registry, by id: $1 ids
+SELECT server_id, owner, name, version FROM servers WHERE server_id = ANY($1) ORDER BY server_id;
+
+-- server_accounts --
+-- Accounts the queues know to have access to a server: $1 id
+SELECT account_id FROM sync_access WHERE server_id = $1;
+
+-- queue_ack --
+-- A server acknowledges every change up to a cursor: $1 server, $2 sequence number
+DELETE FROM sync_queue WHERE server_id = $1 AND seq <= $2;
+
+-- queue_pending --
+-- A server's pending changes after a cursor, with each title's current state: $1 server, $2 after sequence number, $3 limit
+SELECT q.seq, q.kind, q.account_id, q.guid,
+       CASE WHEN w.watch_position IS NULL THEN NULL ELSE coalesce(w.watched, false) END AS watched,
+       w.watched_at, w.rating, w.rated_at
+FROM sync_queue q
+LEFT JOIN watch_state w ON w.account_id = q.account_id AND w.guid = q.guid
+WHERE q.server_id = $1 AND q.seq > $2
+ORDER BY q.seq
+LIMIT $3;
+
+-- queue_servers_after --
+-- Servers with items queued after a sequence number, and the newest one: $1 sequence number
+SELECT server_id, max(seq) AS seq FROM sync_queue WHERE seq > $1 GROUP BY server_id;
+
+-- queue_head --
+-- The newest queued sequence number (0 when none): no parameters
+SELECT coalesce(max(seq), 0) FROM sync_queue;

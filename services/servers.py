@@ -1,0 +1,310 @@
+"""Media servers: registration and access, server-originated events, outbound delivery.
+
+Privacy (product rule 2): a server's identity authorises its request and is then forgotten.
+Its events are stored exactly as the account's own actions are; nothing in the log or a
+projection says which server (if any) an action came from.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import structlog
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from eventstore import ConcurrencyConflict, EventStore, LogCursor, NewEvent, Wakeups
+from eventstore.database import TRANSIENT_ERRORS
+from projections import domain
+from projections.domain import Account
+
+from . import wire
+from .accounts import decide, decode_cursor, encode_cursor, record
+from .auth import QUERIES, new_token
+from .errors import ApiError, invalid
+
+log = structlog.get_logger(__name__)
+
+MIN_VERSION = (1, 27, 2)
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.\-+].*)?$")
+_ACCESS_ATTEMPTS = 5
+
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    OSError,
+    asyncpg.InterfaceError,
+    asyncpg.PostgresError,
+)
+
+LoadAccount = Callable[[str], Awaitable[Account | None]]
+Settle = Callable[[LogCursor], Awaitable[None]]
+
+
+def parse_version(version: str) -> tuple[int, int, int] | None:
+    """(major, minor, patch) of a media server version like ``1.32.5.7349-abc``."""
+    match = _VERSION.match(version.strip())
+    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
+
+
+class ServerRecord:
+    __slots__ = ("id", "name", "owner", "token_hash", "version")
+
+    def __init__(self, row: asyncpg.Record) -> None:
+        self.id: str = row["server_id"]
+        self.owner: str = row["owner"]
+        self.name: str = row["name"]
+        self.version: str = row["version"]
+        self.token_hash: str = row["token_hash"]
+
+
+class QueueWakeups:
+    """Per-server wake-ups for long-polls, fed by one query per projection progress hint.
+
+    However many servers wait, this process asks the database only "which servers got items
+    since the last time?" once per hint, and wakes just those."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], progress: Wakeups, *, poll: float = 1.0) -> None:
+        self._pool = pool
+        self._progress = progress
+        self._poll = poll
+        self._servers: dict[str, Wakeups] = {}
+        self._last_seq = 0
+
+    def for_server(self, server_id: str) -> Wakeups:
+        wakeups = self._servers.get(server_id)
+        if wakeups is None:
+            wakeups = self._servers[server_id] = Wakeups()
+        return wakeups
+
+    async def run(self) -> None:
+        """Forever; after a database error, again after a backoff (waiters poll meanwhile)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_INTERRUPTIONS),
+            wait=wait_exponential(multiplier=0.1, max=5),
+            before_sleep=lambda state: log.warning(
+                "queue_wakeups_interrupted",
+                error=str(state.outcome.exception() if state.outcome else None),
+            ),
+        ):
+            with attempt:
+                await self._follow()
+
+    async def _follow(self) -> None:
+        self._last_seq = max(self._last_seq, await self._pool.fetchval(QUERIES["queue_head"]))
+        while True:
+            generation = self._progress.generation
+            rows = await self._pool.fetch(QUERIES["queue_servers_after"], self._last_seq)
+            for row in rows:
+                self._last_seq = max(self._last_seq, row["seq"])
+                waiting = self._servers.get(row["server_id"])
+                if waiting is not None:
+                    waiting.wake()
+            await self._progress.wait(generation, self._poll)
+
+
+class ServerService:
+    def __init__(
+        self,
+        store: EventStore,
+        pool: asyncpg.Pool[Any],
+        load_account: LoadAccount,
+        settle: Settle,
+        wakeups: QueueWakeups,
+    ) -> None:
+        self.store = store
+        self.pool = pool
+        self._load_account = load_account
+        self._settle = settle
+        self.wakeups = wakeups
+
+    async def settle(self, cursor: LogCursor) -> None:
+        await self._settle(cursor)
+
+    async def token_hash(self, server_id: str) -> str | None:
+        server = await self.get(server_id)
+        return None if server is None else server.token_hash
+
+    async def get(self, server_id: str) -> ServerRecord | None:
+        row = await self.pool.fetchrow(QUERIES["server_get"], server_id)
+        return None if row is None else ServerRecord(row)
+
+    async def require(self, server_id: str) -> ServerRecord:
+        server = await self.get(server_id)
+        if server is None:
+            raise ApiError(404, "not_found", f"no server {server_id!r}")
+        return server
+
+    # -- registration and access --------------------------------------------------------------
+
+    async def register(self, owner_id: str, body: wire.CreateServer) -> wire.CreatedServer:
+        version = parse_version(body.version)
+        if version is None:
+            raise invalid("$.version", "not a media server version such as 1.32.5.7349")
+        if version < MIN_VERSION:
+            raise ApiError(
+                422,
+                "server_too_old",
+                f"version {body.version} is older than 1.27.2, the first that syncs watch state",
+            )
+        owner = await self._load_account(owner_id)
+        if owner is None:
+            raise invalid("$.owner", f"no account {owner_id!r}")
+        token, digest = new_token("server", body.id)
+        event = domain.ServerRegistered(
+            server_id=body.id, name=body.name, version=body.version, token_hash=digest
+        )
+        # The registry row and the owner's event commit together: ids stay unique, the token
+        # works at once, and the log still says everything.
+        async with self.pool.acquire() as conn, conn.transaction():
+            added = await conn.fetchval(
+                QUERIES["server_add"], body.id, owner.id, body.name, body.version, digest
+            )
+            if added is None:
+                raise ApiError(409, "server_exists", f"server {body.id!r} is registered")
+            [result] = await self.store.append(
+                domain.account_stream(owner.id), [domain.registry.new(event)], conn=conn
+            )
+        self.store.notify_appended()
+        await self._settle(result.cursor)
+        log.info("server_registered", server=body.id, owner=owner.id)
+        return wire.CreatedServer(body.id, owner.id, body.name, body.version, token)
+
+    async def info(self, server: ServerRecord) -> wire.ServerInfo:
+        rows = await self.pool.fetch(QUERIES["server_accounts"], server.id)
+        accounts = sorted({server.owner, *(row["account_id"] for row in rows)})
+        return wire.ServerInfo(server.id, server.owner, server.name, server.version, accounts)
+
+    async def set_access(self, server: ServerRecord, account_id: str, granted: bool) -> None:
+        """Share the server with an account, or stop sharing it (idempotent)."""
+        account = await self._load_account(account_id)
+        if account is None:
+            raise ApiError(404, "not_found", f"no account {account_id!r}")
+        if account.id == server.owner:
+            if granted:
+                return  # the owner always has access
+            raise invalid("account", "the owner's access cannot be revoked")
+        for _ in range(_ACCESS_ATTEMPTS):
+            if (server.id in account.granted_servers) == granted:
+                return
+            event = (
+                domain.AccessGranted(server_id=server.id)
+                if granted
+                else domain.AccessRevoked(server_id=server.id)
+            )
+            try:
+                [result] = await self.store.append(
+                    domain.account_stream(account.id),
+                    [domain.registry.new(event)],
+                    expected_version=account.version,
+                )
+            except ConcurrencyConflict:
+                reloaded = await self._load_account(account.id)
+                assert reloaded is not None
+                account = reloaded
+                continue
+            log.info("server_access_changed", server=server.id, account=account.id, granted=granted)
+            # The grant's backfill (or the revocation's drop) is queued before we answer.
+            await self._settle(result.cursor)
+            return
+        raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
+
+    async def servers_of(self, account: Account) -> wire.ServerList:
+        rows = await self.pool.fetch(QUERIES["servers_get"], sorted(account.servers))
+        return wire.ServerList(
+            [wire.ServerSummary(r["server_id"], r["name"], r["owner"], r["version"]) for r in rows]
+        )
+
+    # -- server-originated events -------------------------------------------------------------
+
+    async def ingest(
+        self, server_id: str, events: Sequence[wire.ServerEvent], now: datetime | None = None
+    ) -> list[wire.Result]:
+        """A server's batch: a result per event, in order. Each account's accepted events are
+        appended in one transaction (one account per transaction)."""
+        now = now or datetime.now(UTC)
+        accounts: dict[str, Account | None] = {}
+        decisions: list[tuple[str, NewEvent | wire.Rejected]] = []
+        for item in events:
+            if item.account not in accounts:
+                accounts[item.account] = await self._load_account(item.account)
+            decisions.append((item.account, _decide(accounts[item.account], server_id, item, now)))
+
+        results: list[wire.Result | None] = [None] * len(decisions)
+        for account_id in dict.fromkeys(
+            a for a, d in decisions if not isinstance(d, wire.Rejected)
+        ):
+            slots = [i for i, (a, _) in enumerate(decisions) if a == account_id]
+            recorded = await record(self.store, account_id, [decisions[i][1] for i in slots])
+            for slot, result in zip(slots, recorded, strict=True):
+                results[slot] = result
+        for i, (_, decided) in enumerate(decisions):
+            if isinstance(decided, wire.Rejected):
+                results[i] = decided
+        final = [r for r in results if r is not None]
+        assert len(final) == len(events)
+        return final
+
+    # -- delivery -----------------------------------------------------------------------------
+
+    async def changes(self, server_id: str, query: wire.ChangesQuery) -> wire.Changes:
+        """Pending changes after the cursor (which acknowledges everything up to it); with
+        ``wait``, hold until one arrives or the time is up."""
+        after = 0
+        if query.cursor is not None:
+            after = decode_cursor(query.cursor, int)
+            if after < 0:
+                raise invalid("cursor", "not a cursor this API issued")
+            await self.pool.execute(QUERIES["queue_ack"], server_id, after)
+        deadline = time.monotonic() + query.wait
+        wakeups = self.wakeups.for_server(server_id)
+        while True:
+            generation = wakeups.generation
+            rows = await self.pool.fetch(QUERIES["queue_pending"], server_id, after, query.limit)
+            remaining = deadline - time.monotonic()
+            if rows or remaining <= 0:
+                break
+            await wakeups.wait(generation, remaining)
+        changes = [_change(row) for row in rows]
+        cursor = rows[-1]["seq"] if rows else after
+        return wire.Changes(changes, encode_cursor(cursor))
+
+
+def _decide(
+    account: Account | None, server_id: str, item: wire.ServerEvent, now: datetime
+) -> NewEvent | wire.Rejected:
+    """A server event's fate: the account's checks first, then the title's."""
+    if account is None:
+        return wire.Rejected("unknown_account")
+    if account.kind == "managed":
+        return wire.Rejected("managed_account")
+    if not account.has_access(server_id):
+        return wire.Rejected("no_access")
+    if not account.sync_enabled:
+        return wire.Rejected("sync_disabled")
+    return decide(
+        account.id,
+        item.type,
+        item.guid,
+        item.at,
+        item.rating,
+        now,
+        edition=item.edition,
+        baseline=item.baseline,
+    )
+
+
+def _change(row: asyncpg.Record) -> wire.Change:
+    if row["kind"] == "baseline_request":
+        return wire.BaselineRequest(row["account_id"])
+    return wire.StateChange(
+        account=row["account_id"],
+        guid=row["guid"],
+        watched=row["watched"],
+        watched_at=row["watched_at"],
+        rating=row["rating"],
+        rated_at=row["rated_at"],
+    )
