@@ -24,6 +24,16 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     ConnectionError,
 )
 
+# Errors after which a connection is useless: the session that owned it ends, and a new one
+# (new connection) may start. asyncpg raises InternalClientError when its protocol state is
+# confused, as after the server killed the connection in the middle of an operation.
+CONNECTION_BROKEN: tuple[type[BaseException], ...] = (
+    *TRANSIENT_ERRORS,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
+
 # Server settings for every connection of ours. A transaction left open holds back every
 # tailing reader (see eventstore.tailing), so an idle one is cut off after a minute.
 SERVER_SETTINGS = {

@@ -33,12 +33,24 @@ class StreamName(msgspec.Struct, frozen=True):
 
 
 class NewEvent(msgspec.Struct, frozen=True):
-    """An event to append. ``data`` is its JSON body; the id makes retries safe."""
+    """An event to append. ``data`` is its JSON body; the id makes retries safe.
+
+    ``idempotency_key`` is an optional second name for the event: an append is a duplicate
+    of a stored event when either of its keys equals either of the stored event's."""
 
     type: str
     data: msgspec.Raw
     schema_version: int = 1
     event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
+    idempotency_key: uuid.UUID | None = None
+
+    @property
+    def keys(self) -> set[uuid.UUID]:
+        return (
+            {self.event_id}
+            if self.idempotency_key is None
+            else {self.event_id, self.idempotency_key}
+        )
 
 
 class LogCursor(msgspec.Struct, frozen=True, order=True):

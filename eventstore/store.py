@@ -36,7 +36,9 @@ from .wakeups import DEFAULT_CHANNEL, LogListener, Notifier, Wakeups
 
 log = structlog.get_logger(__name__)
 
-_RACE_CONSTRAINTS = frozenset({"events_stream_version_key", "events_event_id_key"})
+_RACE_CONSTRAINTS = frozenset(
+    {"events_stream_version_key", "events_event_id_key", "events_idempotency_key_key"}
+)
 # Appenders to one stream that lose a race retry in a new transaction; so do appends cut off
 # by a broken connection (an event id that did commit then comes back as a duplicate).
 _APPEND_ATTEMPTS = 30
@@ -115,8 +117,9 @@ class EventStore:
     ) -> list[AppendResult]:
         """Append ``events`` to ``stream`` atomically; one result per event, in order.
 
-        An event whose id is already stored is not stored again: its result says
-        ``duplicate`` and gives the original position, so retries are always safe. If
+        An event whose id (or idempotency key) matches a stored event's is not stored again:
+        its result says ``duplicate`` and gives the original's id and position, so retries are
+        always safe. If
         ``expected_version`` is given and any event is new, the stream must be at that version,
         else :class:`ConcurrencyConflict` is raised and nothing is stored.
 
@@ -127,8 +130,11 @@ class EventStore:
         if not events:
             return []
         ids = [event.event_id for event in events]
-        if len(set(ids)) != len(ids):
-            raise ValueError("an append cannot carry the same event id twice")
+        seen: set[Any] = set()
+        for event in events:
+            if seen & event.keys:
+                raise ValueError("an append cannot carry the same event (id or key) twice")
+            seen |= event.keys
         args = (
             name.id,
             stream,
@@ -137,9 +143,10 @@ class EventStore:
             [event.type for event in events],
             [event.schema_version for event in events],
             [bytes(event.data) for event in events],
+            [event.idempotency_key for event in events],
         )
         rows = await self._run(QUERIES["append"], args, stream, expected_version, conn)
-        return self._append_results(stream, expected_version, ids, rows)
+        return self._append_results(stream, expected_version, len(events), rows)
 
     async def _run(
         self,
@@ -188,20 +195,22 @@ class EventStore:
 
     @staticmethod
     def _append_results(
-        stream: str, expected: int | None, ids: list[Any], rows: list[asyncpg.Record]
+        stream: str, expected: int | None, count: int, rows: list[asyncpg.Record]
     ) -> list[AppendResult]:
         if len(rows) == 1 and rows[0]["conflict"]:
             raise ConcurrencyConflict(stream, expected, rows[0]["stream_version"])
-        by_id = {row["event_id"]: row for row in rows}
+        by_index = {row["input_index"]: row for row in rows}
+        if len(by_index) != count:
+            raise AssertionError(f"eventstore_append answered {len(by_index)} of {count} events")
         return [
             AppendResult(
-                event_id=event_id,
-                position=by_id[event_id]["event_position"],
-                version=by_id[event_id]["stream_version"],
-                duplicate=by_id[event_id]["duplicate"],
-                transaction_id=by_id[event_id]["transaction_id"],
+                event_id=row["event_id"],
+                position=row["event_position"],
+                version=row["stream_version"],
+                duplicate=row["duplicate"],
+                transaction_id=row["transaction_id"],
             )
-            for event_id in ids
+            for row in (by_index[i] for i in range(1, count + 1))
         ]
 
     async def purge(

@@ -39,6 +39,19 @@ class Wakeups:
     def __init__(self) -> None:
         self._generation = 0
         self._changed = asyncio.Event()
+        self._waiting = 0
+        self._waiting_changed = asyncio.Event()
+
+    @property
+    def waiting(self) -> int:
+        """How many are waiting right now."""
+        return self._waiting
+
+    async def until_waiting(self, count: int) -> None:
+        """Return once at least ``count`` are waiting (for tests and diagnostics)."""
+        while self._waiting < count:
+            self._waiting_changed.clear()
+            await self._waiting_changed.wait()
 
     @property
     def generation(self) -> int:
@@ -55,11 +68,16 @@ class Wakeups:
         if self._generation != since:
             return True
         changed = self._changed
+        self._waiting += 1
+        self._waiting_changed.set()
         try:
             async with asyncio.timeout(within):
                 await changed.wait()
         except TimeoutError:
             return False
+        finally:
+            self._waiting -= 1
+            self._waiting_changed.set()
         return True
 
 

@@ -30,21 +30,16 @@ from tenacity import (
 )
 
 from eventstore import EventStore, LogCursor, RecordedEvent, Wakeups
-from eventstore.database import TRANSIENT_ERRORS, Connection
+from eventstore.database import CONNECTION_BROKEN, Connection
 from eventstore.queries import load_queries
 
 log = structlog.get_logger(__name__)
 
 QUERIES = load_queries("projections")
-_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.InterfaceError)
-_CONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, OSError)
+_CONNECTION_ERRORS = CONNECTION_BROKEN
 # A runner outlives these: it reconnects and resumes from its checkpoint (the database may be
 # restarting, or still being migrated).
-_INTERRUPTIONS: tuple[type[BaseException], ...] = (
-    *_CONNECTION_ERRORS,
-    OSError,
-    asyncpg.PostgresError,
-)
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
 # A batch that lost a deadlock or serialization race is simply tried again at once.
 _RACES: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,

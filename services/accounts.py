@@ -200,10 +200,10 @@ async def record(
     for decided in decisions:
         if isinstance(decided, wire.Rejected):
             results.append(decided)
-        elif decided.event_id in seen:
+        elif seen & decided.keys:
             results.append(wire.Duplicate())
         else:
-            seen.add(decided.event_id)
+            seen |= decided.keys
             slots.append(len(results))
             results.append(None)
             to_append.append(decided)
@@ -255,7 +255,9 @@ def decide(
         if cls is domain.Rated
         else cls(guid=guid, at=at, baseline=baseline)  # type: ignore[call-arg]
     )
-    # Without a client id, the natural key decides: the same action reported again (a retry,
-    # or a server echoing a change it was sent) is the same event.
-    event_id = client_id or domain.natural_event_id(account_id, guid, action, at, rating)
-    return domain.registry.new(event, event_id=event_id)
+    # Two keys: the client's id (a retry of the same request, even with another `at`), and
+    # the natural key (the same action reported again: a retry without an id, or a server
+    # echoing a change it was sent — including one first made with a client id).
+    natural = domain.natural_event_id(account_id, guid, action, at, rating)
+    new = domain.registry.new(event, event_id=client_id or natural)
+    return msgspec.structs.replace(new, idempotency_key=natural)

@@ -18,7 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from eventstore import ConcurrencyConflict, EventStore, LogCursor, NewEvent, Wakeups
-from eventstore.database import TRANSIENT_ERRORS
+from eventstore.database import CONNECTION_BROKEN
 from projections import domain
 from projections.domain import Account
 
@@ -33,12 +33,7 @@ MIN_VERSION = (1, 27, 2)
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.\-+].*)?$")
 _ACCESS_ATTEMPTS = 5
 
-_INTERRUPTIONS: tuple[type[BaseException], ...] = (
-    *TRANSIENT_ERRORS,
-    OSError,
-    asyncpg.InterfaceError,
-    asyncpg.PostgresError,
-)
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
 
 LoadAccount = Callable[[str], Awaitable[Account | None]]
 Settle = Callable[[LogCursor], Awaitable[None]]

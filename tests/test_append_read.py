@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import msgspec
 import pytest
 
-from eventstore import ConcurrencyConflict, EventStore, InvalidStreamName, StreamName
+from eventstore import ConcurrencyConflict, EventStore, InvalidStreamName, NewEvent, StreamName
 from tests.helpers import body, event
 
 
@@ -78,7 +79,7 @@ async def test_retrying_a_whole_batch_with_its_expected_version_is_not_a_conflic
 
 async def test_one_id_twice_in_one_append_is_refused(store: EventStore) -> None:
     same = event(1)
-    with pytest.raises(ValueError, match="same event id twice"):
+    with pytest.raises(ValueError, match="same event"):
         await store.append("account-a1", [same, same])
     assert await store.head() == 0
 
@@ -209,3 +210,47 @@ async def test_event_ids_are_the_ones_given(store: EventStore) -> None:
     assert result.event_id == given
     [stored] = await store.read_stream("account-a1")
     assert stored.event_id == given
+
+
+async def test_an_event_is_a_duplicate_by_either_of_its_keys(store: EventStore) -> None:
+    client_id, natural = uuid.uuid4(), uuid.uuid4()
+    first = NewEvent(
+        type="noted", data=msgspec.Raw(b"{}"), event_id=client_id, idempotency_key=natural
+    )
+    [stored] = await store.append("account-a1", [first])
+
+    by_key = NewEvent(
+        type="noted", data=msgspec.Raw(b"{}"), event_id=natural, idempotency_key=natural
+    )
+    by_id = NewEvent(
+        type="noted", data=msgspec.Raw(b"{}"), event_id=client_id, idempotency_key=uuid.uuid4()
+    )
+    other = NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_key=uuid.uuid4())
+    results = await store.append("account-a1", [by_key, other, by_id])
+
+    assert [r.duplicate for r in results] == [True, False, True]
+    assert results[0].event_id == results[2].event_id == client_id
+    assert results[0].position == results[2].position == stored.position
+    assert len(await store.read_stream("account-a1")) == 2
+
+    # A key that is another event's id is a duplicate too, whichever came first.
+    later = NewEvent(
+        type="noted", data=msgspec.Raw(b"{}"), event_id=uuid.uuid4(), idempotency_key=other.event_id
+    )
+    [again] = await store.append("account-a1", [later])
+    assert again.duplicate
+    assert again.event_id == other.event_id
+
+
+async def test_concurrent_appends_of_one_key_store_it_once(store: EventStore) -> None:
+    key = uuid.uuid4()
+    results = await asyncio.gather(
+        *(
+            store.append(
+                "account-a1", [NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_key=key)]
+            )
+            for _ in range(12)
+        )
+    )
+    assert [r[0].duplicate for r in results].count(False) == 1
+    assert len({r[0].position for r in results}) == 1

@@ -20,6 +20,7 @@ from services.api import MIGRATION_PACKAGES
 GLOBAL_TABLES = {"schema_migrations", "projection_checkpoints", "service_secrets", "servers"}
 ALL_MIGRATIONS = [
     "eventstore/0001_event_log",
+    "eventstore/0002_idempotency_keys",
     "projections/0001_watch_state_and_history",
     "projections/0002_server_queues",
     "services/0001_service_secrets",

@@ -71,6 +71,7 @@ async def test_readyz_is_503_while_migrations_are_pending(
     assert body["reason"] == "migrations_pending"
     assert body["pending"] == [
         "eventstore/0001_event_log",
+        "eventstore/0002_idempotency_keys",
         "projections/0001_watch_state_and_history",
         "projections/0002_server_queues",
         "services/0001_service_secrets",
@@ -127,7 +128,7 @@ async def test_migrate_command(
         return cli.main(["migrate", "--database-url", url, "--log-format", "json", *args])
 
     assert await asyncio.to_thread(run, "--status") == 1
-    assert "5 pending" in capsys.readouterr().out
+    assert "6 pending" in capsys.readouterr().out
     assert await asyncio.to_thread(run) == 0
     assert "applied eventstore/0001_event_log" in capsys.readouterr().out
     assert await asyncio.to_thread(run) == 0

@@ -2,9 +2,9 @@
 -- Each block starts with `-- name --`; the next comment line says what it does and its parameters.
 
 -- append --
--- Append to one stream: $1 account_id, $2 stream, $3 expected version (null: any), $4 event ids, $5 types, $6 schema versions, $7 data
-SELECT event_id, event_position, stream_version, recorded_at, transaction_id, duplicate, conflict
-FROM eventstore_append($1, $2, $3, $4, $5, $6, $7);
+-- Append to one stream: $1 account_id, $2 stream, $3 expected version (null: any), $4 event ids, $5 types, $6 schema versions, $7 data, $8 idempotency keys (elements may be null)
+SELECT input_index, event_id, event_position, stream_version, recorded_at, transaction_id, duplicate, conflict
+FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- purge --
 -- Remove events of one account and append a tombstone: $1 account_id, $2 stream, $3 positions, $4 tombstone id, $5 type, $6 schema version, $7 data

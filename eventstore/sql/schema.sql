@@ -16,6 +16,8 @@ CREATE TABLE events (
     -- The writing transaction: readers only trust rows below the oldest running transaction,
     -- so a row whose transaction commits late is never passed over (see eventstore/tailing.py).
     transaction_id  xid8        NOT NULL DEFAULT pg_current_xact_id(),
+    -- A second idempotency key (see eventstore_append).
+    idempotency_key uuid,
     CONSTRAINT events_pkey PRIMARY KEY (account_id, position),
     CONSTRAINT events_stream_version_key UNIQUE (account_id, stream, version),
     CONSTRAINT events_event_id_key UNIQUE (account_id, event_id),
@@ -29,6 +31,8 @@ ALTER SEQUENCE events_position_seq OWNED BY events.position;
 CREATE INDEX events_position_idx ON events (position);
 CREATE INDEX events_tail_idx ON events (transaction_id, position);
 CREATE INDEX events_category_idx ON events (category, position);
+CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 -- Append-only: ordinary code can never change or remove a row. The one sanctioned exception is
 -- eventstore_purge(), which sets a transaction-local flag for its own DELETE.
@@ -53,12 +57,13 @@ CREATE TRIGGER events_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION events_forbid_change();
 
 -- Appends events to one stream in one statement (so one round trip, atomically).
--- Ids already stored come back as duplicates with their original position and nothing else
--- happens for them. If any event is new and p_expected_version is given but is not the
--- stream's version, one row with conflict = true and the stream's version comes back and
--- nothing is written. Two appenders racing for the same version make the later one fail
--- with a unique violation on events_stream_version_key: the caller retries in a new
--- transaction (a retry inside this one would keep an older transaction id than the winner's).
+-- An event whose id or idempotency key matches a stored event's id or key comes back as a
+-- duplicate of it (with its position) and nothing else happens for it. If any event is new and
+-- p_expected_version is given but is not the stream's version, one row with conflict = true
+-- and the stream's version comes back and nothing is written. Two appenders racing for the
+-- same version (or id, or key) make the later one fail on a unique index: the caller retries in
+-- a new transaction (a retry inside this one would keep an older transaction id than the
+-- winner's). Each row names the 1-based index of the input event it answers.
 CREATE FUNCTION eventstore_append(
     p_account_id text,
     p_stream text,
@@ -66,8 +71,10 @@ CREATE FUNCTION eventstore_append(
     p_event_ids uuid[],
     p_types text[],
     p_schema_versions integer[],
-    p_data jsonb[]
+    p_data jsonb[],
+    p_keys uuid[]
 ) RETURNS TABLE (
+    input_index integer,
     event_id uuid,
     event_position bigint,
     stream_version bigint,
@@ -79,16 +86,29 @@ CREATE FUNCTION eventstore_append(
 LANGUAGE plpgsql AS $$
 DECLARE
     v_current bigint;
-    v_found uuid[];
+    v_found integer[];
 BEGIN
-    SELECT coalesce(array_agg(e.event_id), '{}') INTO v_found
-    FROM events e
-    WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids);
+    SELECT coalesce(array_agg(i.ord::integer), '{}') INTO v_found
+    FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
+    WHERE EXISTS (
+        SELECT 1 FROM events e
+        WHERE e.account_id = p_account_id
+          AND (e.event_id IN (i.id, i.key) OR e.idempotency_key IN (i.id, i.key))
+    );
     IF cardinality(v_found) > 0 THEN
         RETURN QUERY
-            SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id, true, false
-            FROM events e
-            WHERE e.account_id = p_account_id AND e.event_id = ANY (v_found);
+            SELECT i.ord::integer, d.event_id, d.position, d.version, d.recorded_at,
+                   d.transaction_id, true, false
+            FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
+            CROSS JOIN LATERAL (
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e
+                WHERE e.account_id = p_account_id
+                  AND (e.event_id IN (i.id, i.key) OR e.idempotency_key IN (i.id, i.key))
+                ORDER BY e.position
+                LIMIT 1
+            ) d
+            WHERE i.ord = ANY (v_found);
         IF cardinality(v_found) = cardinality(p_event_ids) THEN
             RETURN;
         END IF;
@@ -99,21 +119,29 @@ BEGIN
     WHERE e.account_id = p_account_id AND e.stream = p_stream;
 
     IF p_expected_version IS NOT NULL AND p_expected_version <> v_current THEN
-        RETURN QUERY SELECT NULL::uuid, NULL::bigint, v_current, NULL::timestamptz, NULL::xid8, false, true;
+        RETURN QUERY SELECT NULL::integer, NULL::uuid, NULL::bigint, v_current, NULL::timestamptz,
+                            NULL::xid8, false, true;
         RETURN;
     END IF;
 
     RETURN QUERY
-        INSERT INTO events AS e (account_id, stream, version, event_id, type, schema_version, data)
-        SELECT p_account_id, p_stream, v_current + row_number() OVER (ORDER BY i.ord),
-               i.event_id, i.type, i.schema_version, i.data
-        FROM unnest(p_event_ids, p_types, p_schema_versions, p_data)
-                 WITH ORDINALITY AS i (event_id, type, schema_version, data, ord)
-        -- Not a fresh look: an id committed since the lookup above must fail on the unique
-        -- key (and be retried, then reported as a duplicate), not vanish from the result.
-        WHERE i.event_id <> ALL (v_found)
-        ORDER BY i.ord
-        RETURNING e.event_id, e.position, e.version, e.recorded_at, e.transaction_id, false, false;
+        WITH inserted AS (
+            INSERT INTO events AS e
+                (account_id, stream, version, event_id, type, schema_version, data, idempotency_key)
+            SELECT p_account_id, p_stream, v_current + row_number() OVER (ORDER BY i.ord),
+                   i.id, i.type, i.schema_version, i.data, i.key
+            FROM unnest(p_event_ids, p_types, p_schema_versions, p_data, p_keys)
+                     WITH ORDINALITY AS i (id, type, schema_version, data, key, ord)
+            -- Not a fresh look: an id or key committed since the lookup above must fail on its
+            -- unique index (and be retried, then reported as a duplicate), not vanish.
+            WHERE NOT (i.ord::integer = ANY (v_found))
+            ORDER BY i.ord
+            RETURNING e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+        )
+        SELECT i.ord::integer, n.event_id, n.position, n.version, n.recorded_at, n.transaction_id,
+               false, false
+        FROM inserted n
+        JOIN unnest(p_event_ids) WITH ORDINALITY AS i (id, ord) ON i.id = n.event_id;
 END;
 $$;
 
