@@ -1,0 +1,270 @@
+"""A convergence simulation: three media servers, five accounts with overlapping access.
+
+Users act on the servers and through the API at random. Servers go offline and come back,
+resend batches whose answer they lost, lose pull answers (and so get changes again), answer
+baseline requests, and report back every change they apply (echoes). In the end every server's
+copy equals each account's state in the service, and every account's history holds exactly one
+record per distinct action: no echo loops, nothing lost, nothing doubled.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.api import create_account, post_actions, settle
+from tests.servers import grant, pull, register, send, sync
+
+ACCOUNTS = ["u0", "u1", "u2", "u3", "u4"]
+OWNERS = {"s0": "u0", "s1": "u1", "s2": "u2"}
+SHARED = {"s0": ["u1", "u3"], "s1": ["u3", "u4"], "s2": ["u0", "u4"]}
+TITLES = [f"plex://movie/{i:024x}" for i in range(6)] + [
+    f"plex://episode/{i:024x}" for i in range(6)
+]
+
+Key = tuple[str, str]  # (account, guid)
+
+
+class Clock:
+    """Strictly increasing action times, so every action is distinct by (guid, type, at)."""
+
+    def __init__(self) -> None:
+        self._now = datetime(2026, 6, 1, tzinfo=UTC)
+
+    def tick(self) -> str:
+        self._now += timedelta(seconds=1)
+        return self._now.isoformat().replace("+00:00", "Z")
+
+
+class SimServer:
+    def __init__(self, sid: str, headers: dict[str, str], accounts: list[str]) -> None:
+        self.sid = sid
+        self.headers = headers
+        self.accounts = accounts
+        self.copy: dict[Key, dict[str, Any]] = {}
+        self.outbox: list[dict[str, Any]] = []
+        self.cursor: str | None = None
+        self.online = True
+        # What happened, so the test can check the simulation exercised it.
+        self.counts = {"echoes": 0, "resent": 0, "lost_pulls": 0, "offline": 0}
+
+    def user_action(
+        self, rng: random.Random, clock: Clock, actions: list[tuple[str, str, str, str]]
+    ) -> None:
+        account, guid = rng.choice(self.accounts), rng.choice(TITLES)
+        kind = rng.choice(["watched", "watched", "unwatched", "rated", "unrated"])
+        at = clock.tick()
+        entry = self.copy.setdefault((account, guid), _empty())
+        event: dict[str, Any] = {"account": account, "type": kind, "guid": guid, "at": at}
+        if kind in ("watched", "unwatched"):
+            entry.update(watched=kind == "watched", watched_at=at)
+        elif kind == "rated":
+            event["rating"] = rng.randint(1, 10)
+            entry.update(rating=event["rating"], rated_at=at)
+        else:
+            entry.update(rating=None, rated_at=at)
+        self.outbox.append(event)
+        actions.append((account, guid, kind, at))
+
+    async def push(self, client: TestClient[Any, Any], rng: random.Random) -> None:
+        if not self.online or not self.outbox:
+            return
+        batch = self.outbox[:]
+        results = await send(client, self.sid, self.headers, *batch)
+        assert all(r["status"] in ("recorded", "duplicate") for r in results), results
+        if rng.random() < 0.3:  # the answer was lost: the same batch again
+            self.counts["resent"] += 1
+            again = await send(client, self.sid, self.headers, *batch)
+            assert all(r["status"] == "duplicate" for r in again), again
+        del self.outbox[: len(batch)]
+
+    async def pull(
+        self, client: TestClient[Any, Any], rng: random.Random, *, lossy: bool = True
+    ) -> int:
+        if not self.online:
+            return 0
+        changes, cursor = await pull(client, self.sid, self.headers, self.cursor, limit="7")
+        if lossy and rng.random() < 0.2:
+            self.counts["lost_pulls"] += bool(changes)
+            return len(changes)  # the answer was lost: nothing applied, nothing acknowledged
+        for change in changes:
+            if change["kind"] == "baseline_request":
+                self.outbox += self._baseline(change["account"])
+                continue
+            key = (change["account"], change["guid"])
+            applied = {k: change[k] for k in ("watched", "watched_at", "rating", "rated_at")}
+            self.copy[key] = applied
+            echo = _echo(change["account"], change["guid"], applied)
+            self.counts["echoes"] += len(echo)
+            self.outbox += echo
+        self.cursor = cursor
+        return len(changes)
+
+    def _baseline(self, account: str) -> list[dict[str, Any]]:
+        records = []
+        for (acc, guid), entry in self.copy.items():
+            if acc != account:
+                continue
+            if entry["watched"]:
+                records.append(
+                    {
+                        "account": acc,
+                        "type": "watched",
+                        "guid": guid,
+                        "at": entry["watched_at"],
+                        "baseline": True,
+                    }
+                )
+            if entry["rating"] is not None:
+                records.append(
+                    {
+                        "account": acc,
+                        "type": "rated",
+                        "guid": guid,
+                        "at": entry["rated_at"],
+                        "rating": entry["rating"],
+                        "baseline": True,
+                    }
+                )
+        return records
+
+
+def _empty() -> dict[str, Any]:
+    return {"watched": None, "watched_at": None, "rating": None, "rated_at": None}
+
+
+def _echo(account: str, guid: str, applied: dict[str, Any]) -> list[dict[str, Any]]:
+    """What a server reports back after applying a change: the values it now holds."""
+    echo = []
+    if applied["watched"] is not None:
+        kind = "watched" if applied["watched"] else "unwatched"
+        echo.append({"account": account, "type": kind, "guid": guid, "at": applied["watched_at"]})
+    if applied["rating"] is not None:
+        echo.append(
+            {
+                "account": account,
+                "type": "rated",
+                "guid": guid,
+                "at": applied["rated_at"],
+                "rating": applied["rating"],
+            }
+        )
+    elif applied["rated_at"] is not None:
+        echo.append(
+            {"account": account, "type": "unrated", "guid": guid, "at": applied["rated_at"]}
+        )
+    return echo
+
+
+async def service_state(
+    client: TestClient[Any, Any], headers: dict[str, str]
+) -> dict[str, dict[str, Any]]:
+    page = await (
+        await client.get("/v1/me/state", params={"limit": "1000"}, headers=headers)
+    ).json()
+    assert page["next_cursor"] is None
+    return {item["guid"]: item for item in page["items"]}
+
+
+async def history(
+    client: TestClient[Any, Any], headers: dict[str, str]
+) -> list[tuple[str, str, str]]:
+    page = await (
+        await client.get("/v1/me/history", params={"limit": "1000"}, headers=headers)
+    ).json()
+    assert page["next_cursor"] is None
+    return sorted((h["guid"], h["type"], h["at"]) for h in page["items"])
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+async def test_servers_and_the_service_converge(client: TestClient[Any, Any], seed: int) -> None:
+    rng = random.Random(seed)
+    clock = Clock()
+    tokens = {a: await create_account(client, a) for a in ACCOUNTS}
+    for account in ACCOUNTS:
+        await sync(client, tokens[account], True)
+    servers = []
+    for sid, owner in OWNERS.items():
+        headers = await register(client, tokens[owner], sid)
+        for account in SHARED[sid]:
+            await grant(client, tokens[owner], sid, account)
+        servers.append(SimServer(sid, headers, [owner, *SHARED[sid]]))
+    actions: list[tuple[str, str, str, str]] = []  # (account, guid, type, at)
+
+    for _ in range(80):
+        roll = rng.random()
+        server = rng.choice(servers)
+        if roll < 0.35:
+            server.user_action(rng, clock, actions)
+        elif roll < 0.5:
+            account, guid = rng.choice(ACCOUNTS), rng.choice(TITLES)
+            kind = rng.choice(["watched", "unwatched", "rated", "unrated"])
+            action: dict[str, Any] = {"type": kind, "guid": guid, "at": clock.tick()}
+            if kind == "rated":
+                action["rating"] = rng.randint(1, 10)
+            if rng.random() < 0.5:
+                action["id"] = str(uuid.uuid4())
+            await post_actions(client, tokens[account], action)
+            actions.append((account, guid, kind, action["at"]))
+        elif roll < 0.6:
+            server.online = not server.online
+            server.counts["offline"] += not server.online
+        elif roll < 0.8:
+            await server.push(client, rng)
+        else:
+            await settle(client)
+            await server.pull(client, rng)
+
+    # Everyone back online; exchange until nothing moves.
+    for server in servers:
+        server.online = True
+    for _ in range(40):
+        for server in servers:
+            await server.push(client, rng)
+        await settle(client)
+        moved = 0
+        for server in servers:
+            moved += await server.pull(client, rng, lossy=False)
+        if moved == 0 and not any(s.outbox for s in servers):
+            break
+    else:
+        pytest.fail("servers and service did not settle: an echo loop?")
+
+    totals = {k: sum(s.counts[k] for s in servers) for k in servers[0].counts}
+    assert all(totals.values()), totals  # every kind of trouble happened at least once
+
+    for account in ACCOUNTS:
+        state = await service_state(client, tokens[account])
+        for server in servers:
+            if account not in server.accounts:
+                assert not any(acc == account for acc, _ in server.copy)
+                continue
+            copy = {
+                guid: entry
+                for (acc, guid), entry in server.copy.items()
+                if acc == account and (entry["watched"] is not None or entry["rating"] is not None)
+            }
+            assert set(copy) == set(state), (server.sid, account)
+            for guid, entry in copy.items():
+                expected = state[guid]
+                assert entry["watched_at"] == expected["watched_at"], (server.sid, account, guid)
+                assert bool(entry["watched"]) == expected["watched"], (server.sid, account, guid)
+                assert (entry["rating"], entry["rated_at"]) == (
+                    expected["rating"],
+                    expected["rated_at"],
+                ), (
+                    server.sid,
+                    account,
+                    guid,
+                )
+        # Exactly one history record per distinct watched/unwatched action: echoes, retries and
+        # baselines of titles with history added nothing.
+        made = sorted(
+            (g, k, at) for a, g, k, at in actions if a == account and k in ("watched", "unwatched")
+        )
+        assert await history(client, tokens[account]) == made
