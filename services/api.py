@@ -116,6 +116,12 @@ _AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
 _TASKS: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("tasks", list)
 
 
+async def _release_long_polls(app: web.Application) -> None:
+    # Graceful shutdown waits for in-flight requests: long-polls must not hold it for a minute.
+    if SERVERS in app:
+        app[SERVERS].wakeups.close()
+
+
 def background_tasks(app: web.Application) -> list[asyncio.Task[None]]:
     """Every long-running task of the app, for a supervisor to watch: none ends by itself."""
     return [*app[STORE].background_tasks(), *app[_TASKS]]
@@ -132,6 +138,7 @@ def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -
     app[METRICS] = metrics
     app[OPENAPI] = build_openapi(ENDPOINTS, version=_version())
     app.cleanup_ctx.append(_database(database_url, migrate=migrate))
+    app.on_shutdown.append(_release_long_polls)
     for endpoint in ENDPOINTS:
         app.router.add_route(
             endpoint.method, endpoint.path, bind(endpoint, lambda: app[_AUTHENTICATOR])

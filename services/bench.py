@@ -310,6 +310,102 @@ async def bench_api(
     return figures, [Latency("read-your-writes: 200 from POST -> visible in GET state", lags)]
 
 
+async def bench_servers(
+    url: str, *, servers: int, samples: int, ingest_requests: int, batch: int
+) -> tuple[list[Figure], list[Latency]]:
+    """Server-to-server propagation with ``servers`` long-polling (one account owns them all, so
+    every change fans out to every queue), and bulk ingest of ``batch`` events a request."""
+    if servers < 2:
+        raise ValueError("server-to-server propagation needs at least 2 servers")
+    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    async with scratch_database(url) as scratch, running_server(scratch, operator) as base:
+        connector = aiohttp.TCPConnector(limit=0)
+        async with aiohttp.ClientSession(base, connector=connector) as http:
+            admin = {"Authorization": f"Bearer {operator}"}
+
+            async def call(
+                method: str, path: str, headers: dict[str, str], body: Any = None
+            ) -> Any:
+                async with http.request(method, path, json=body, headers=headers) as response:
+                    response.raise_for_status()
+                    return await response.json() if response.status != 204 else None
+
+            async def account(name: str) -> dict[str, str]:
+                created = await call(
+                    "POST", "/v1/accounts", admin, {"id": name, "kind": "full", "name": name}
+                )
+                headers = {"Authorization": f"Bearer {created['token']}"}
+                await call("PATCH", "/v1/me", headers, {"sync_enabled": True})
+                return headers
+
+            async def server(owner: dict[str, str], sid: str) -> dict[str, str]:
+                body = {"id": sid, "name": sid, "version": "1.40.0.1"}
+                created = await call("POST", "/v1/servers", owner, body)
+                return {"Authorization": f"Bearer {created['token']}"}
+
+            owner = await account("fan")
+            tokens = [await server(owner, f"s{i}") for i in range(servers)]
+            received: dict[str, float] = {}
+            arrived = asyncio.Event()
+
+            async def long_poll(i: int) -> None:
+                cursor = None
+                while True:
+                    params = {"wait": "30", **({"cursor": cursor} if cursor else {})}
+                    async with http.get(
+                        f"/v1/servers/s{i}/changes", params=params, headers=tokens[i]
+                    ) as r:
+                        body = await r.json()
+                    cursor = body["cursor"]
+                    if i == 1:
+                        for change in body["changes"]:
+                            received.setdefault(change.get("guid", ""), time.perf_counter())
+                        arrived.set()
+
+            polls = [asyncio.create_task(long_poll(i)) for i in range(servers)]
+            try:
+                lags = []
+                for n in range(samples):
+                    guid = f"plex://movie/{n + 1:024x}"
+                    event = {"account": "fan", "type": "watched", "guid": guid}
+                    sent = time.perf_counter()
+                    await call("POST", "/v1/servers/s0/events", tokens[0], {"events": [event]})
+                    while guid not in received:
+                        arrived.clear()
+                        await arrived.wait()
+                    lags.append(received[guid] - sent)
+            finally:
+                for task in polls:
+                    task.cancel()
+                await asyncio.gather(*polls, return_exceptions=True)
+
+            # Bulk ingest: another account, one server of its own (fan-out of one).
+            bulk_owner = await account("bulk")
+            bulk = await server(bulk_owner, "bulk-server")
+
+            async def ingest() -> None:
+                for r in range(ingest_requests):
+                    events = [
+                        {
+                            "account": "bulk",
+                            "type": "watched",
+                            "guid": f"plex://episode/{r * batch + i:024x}",
+                        }
+                        for i in range(batch)
+                    ]
+                    await call("POST", "/v1/servers/bulk-server/events", bulk, {"events": events})
+
+            figures = [
+                await _timed(
+                    f"POST /v1/servers/{{sid}}/events, {batch} events/request",
+                    ingest_requests * batch,
+                    ingest,
+                )
+            ]
+    latency = Latency(f"server A -> long-poll on B, {servers} servers polling", lags)
+    return figures, [latency]
+
+
 def print_latencies(latencies: list[Latency]) -> None:
     print(f"{'latency':52} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for lat in latencies:
@@ -338,6 +434,8 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     request_batch: int = 1_000
     request_batches: int = 20
     samples: int = 200
+    servers: int = 100
+    ingest_requests: int = 20
 
 
 async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
@@ -357,5 +455,15 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             samples=options.samples,
         )
         print_figures("watchledger bench api", figures)
+        print_latencies(latencies)
+    if suite in ("servers", "all"):
+        figures, latencies = await bench_servers(
+            url,
+            servers=options.servers,
+            samples=options.samples,
+            ingest_requests=options.ingest_requests,
+            batch=options.request_batch,
+        )
+        print_figures("watchledger bench servers", figures)
         print_latencies(latencies)
     return 0

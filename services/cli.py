@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
             "and dropped afterwards, so the real log is never touched."
         ),
     )
-    p.add_argument("suite", choices=["eventstore", "api", "all"], help="what to measure")
+    p.add_argument("suite", choices=["eventstore", "api", "servers", "all"], help="what to measure")
     log_options = p.add_argument_group("eventstore")
     log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
     log_options.add_argument(
@@ -104,7 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--request-batches", type=int, default=20, help="batched requests in all (20)"
     )
     api_options.add_argument(
-        "--samples", type=int, default=200, help="read-your-writes lag samples (200)"
+        "--samples", type=int, default=200, help="latency samples of api and servers (200)"
+    )
+    server_options = p.add_argument_group("servers")
+    server_options.add_argument(
+        "--servers", type=int, default=100, help="servers long-polling (100)"
+    )
+    server_options.add_argument(
+        "--ingest-requests",
+        type=int,
+        default=20,
+        help="bulk ingest requests of --request-batch events (20)",
     )
     _add_database_options(p)
     _add_logging_options(p)

@@ -68,6 +68,14 @@ class QueueWakeups:
         self._poll = poll
         self._servers: dict[str, Wakeups] = {}
         self._last_seq = 0
+        self.closing = False
+
+    def close(self) -> None:
+        """Release every waiting long-poll now (the service is stopping): they answer with
+        what they have, and their servers simply poll again."""
+        self.closing = True
+        for wakeups in self._servers.values():
+            wakeups.wake()
 
     def for_server(self, server_id: str) -> Wakeups:
         wakeups = self._servers.get(server_id)
@@ -260,7 +268,7 @@ class ServerService:
             generation = wakeups.generation
             rows = await self.pool.fetch(QUERIES["queue_pending"], server_id, after, query.limit)
             remaining = deadline - time.monotonic()
-            if rows or remaining <= 0:
+            if rows or remaining <= 0 or self.wakeups.closing:
                 break
             await wakeups.wait(generation, remaining)
         changes = [_change(row) for row in rows]

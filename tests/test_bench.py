@@ -23,6 +23,8 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
             request_batch=5,
             request_batches=2,
             samples=3,
+            servers=3,
+            ingest_requests=2,
         )
         assert await run_bench("all", server_url, tiny) == 0
         after = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
@@ -40,6 +42,8 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
         "POST /v1/me/actions, 1 action/request, 2 clients",
         "POST /v1/me/actions, 5 actions/request, 2 clients",
         "read-your-writes",
+        "POST /v1/servers/{sid}/events, 5 events/request",
+        "server A -> long-poll on B, 3 servers polling",
     ):
         assert line in out
     assert after == before

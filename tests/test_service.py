@@ -361,3 +361,36 @@ async def test_without_a_configured_operator_token_one_is_generated_and_printed_
     assert await operator_call(port, token) == 200  # and it still works
     events = await _stop(proc, signal.SIGTERM)
     assert token not in json.dumps(events)
+
+
+async def test_stopping_releases_waiting_long_polls_at_once(database_url: str) -> None:
+    token = "long-poll-shutdown-operator"
+    proc, port = await _serve_until_ready(
+        {"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_OPERATOR_TOKEN": token}
+    )
+    base = f"http://127.0.0.1:{port}"
+    async with aiohttp.ClientSession() as http:
+        operator = {"Authorization": f"Bearer {token}"}
+        account = {"id": "ann", "kind": "full", "name": "Ann"}
+        async with http.post(f"{base}/v1/accounts", json=account, headers=operator) as created:
+            assert created.status == 201
+        server = {"id": "srv-a", "name": "A", "version": "1.40.0", "owner": "ann"}
+        async with http.post(f"{base}/v1/servers", json=server, headers=operator) as registered:
+            srv = {"Authorization": f"Bearer {(await registered.json())['token']}"}
+        poll = asyncio.create_task(
+            http.get(f"{base}/v1/servers/srv-a/changes", params={"wait": "60"}, headers=srv)
+        )
+        async with asyncio.timeout(30):
+            while True:
+                async with http.get(f"{base}/metrics") as scrape:
+                    if "watchledger_http_requests_in_flight 2.0" in await scrape.text():
+                        break
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(15):  # far below the poll's 60 s and the 30 s grace period
+            response = await poll
+            assert response.status == 200
+            assert (await response.json())["changes"] == []
+            response.release()
+            assert proc.stdout is not None
+            await proc.stdout.read()
+            assert await proc.wait() == 0

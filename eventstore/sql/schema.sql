@@ -31,8 +31,8 @@ ALTER SEQUENCE events_position_seq OWNED BY events.position;
 CREATE INDEX events_position_idx ON events (position);
 CREATE INDEX events_tail_idx ON events (transaction_id, position);
 CREATE INDEX events_category_idx ON events (category, position);
-CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
+-- Not partial: unique indexes hold any number of NULLs, and every lookup can use this one.
+CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key);
 
 -- Append-only: ordinary code can never change or remove a row. The one sanctioned exception is
 -- eventstore_purge(), which sets a transaction-local flag for its own DELETE.
@@ -88,13 +88,20 @@ DECLARE
     v_current bigint;
     v_found integer[];
 BEGIN
+    -- One index probe per key and column, whatever the statistics say: an OR across columns
+    -- can be planned as a join filter over all of the account's events.
     SELECT coalesce(array_agg(i.ord::integer), '{}') INTO v_found
     FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
-    WHERE EXISTS (
-        SELECT 1 FROM events e
-        WHERE e.account_id = p_account_id
-          AND (e.event_id IN (i.id, i.key) OR e.idempotency_key IN (i.id, i.key))
-    );
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
+        UNION ALL
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.key
+        UNION ALL
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.id
+        UNION ALL
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
+        LIMIT 1
+    ) d;
     IF cardinality(v_found) > 0 THEN
         RETURN QUERY
             SELECT i.ord::integer, d.event_id, d.position, d.version, d.recorded_at,
@@ -102,10 +109,16 @@ BEGIN
             FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
             CROSS JOIN LATERAL (
                 SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM events e
-                WHERE e.account_id = p_account_id
-                  AND (e.event_id IN (i.id, i.key) OR e.idempotency_key IN (i.id, i.key))
-                ORDER BY e.position
+                FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
+                UNION ALL
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.key
+                UNION ALL
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.id
+                UNION ALL
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
                 LIMIT 1
             ) d
             WHERE i.ord = ANY (v_found);

@@ -4,8 +4,8 @@
 
 ALTER TABLE events ADD COLUMN idempotency_key uuid;
 
-CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
+-- Not partial: unique indexes hold any number of NULLs, and every lookup can use this one.
+CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key);
 
 DROP FUNCTION eventstore_append(text, text, bigint, uuid[], text[], integer[], jsonb[]);
 
@@ -41,13 +41,20 @@ DECLARE
     v_current bigint;
     v_found integer[];
 BEGIN
+    -- One index probe per key and column, whatever the statistics say: an OR across columns
+    -- can be planned as a join filter over all of the account's events.
     SELECT coalesce(array_agg(i.ord::integer), '{}') INTO v_found
     FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
-    WHERE EXISTS (
-        SELECT 1 FROM events e
-        WHERE e.account_id = p_account_id
-          AND (e.event_id IN (i.id, i.key) OR e.idempotency_key IN (i.id, i.key))
-    );
+    CROSS JOIN LATERAL (
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
+        UNION ALL
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.key
+        UNION ALL
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.id
+        UNION ALL
+        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
+        LIMIT 1
+    ) d;
     IF cardinality(v_found) > 0 THEN
         RETURN QUERY
             SELECT i.ord::integer, d.event_id, d.position, d.version, d.recorded_at,
@@ -55,10 +62,16 @@ BEGIN
             FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
             CROSS JOIN LATERAL (
                 SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM events e
-                WHERE e.account_id = p_account_id
-                  AND (e.event_id IN (i.id, i.key) OR e.idempotency_key IN (i.id, i.key))
-                ORDER BY e.position
+                FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
+                UNION ALL
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.key
+                UNION ALL
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.id
+                UNION ALL
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
                 LIMIT 1
             ) d
             WHERE i.ord = ANY (v_found);
