@@ -57,6 +57,19 @@ class Metrics:
             "HTTP requests being served right now.",
             registry=self.registry,
         )
+        # Outcomes of actions and server events, by source kind and outcome. Never by server:
+        # nothing may tie an action to the server it came from (product rule 2).
+        self.actions = Counter(
+            "watchledger_actions",
+            "Actions and server events received, by source (account or server) and outcome.",
+            ["source", "outcome"],
+            registry=self.registry,
+        )
+        self.long_polls = Gauge(
+            "watchledger_long_polls_waiting",
+            "GET /v1/servers/{sid}/changes requests holding for a change right now.",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "watchledger_projection_lag_events",
             "Events in the log a projection has not applied yet (measured at scrape).",
@@ -71,6 +84,11 @@ class Metrics:
 
     def watch_runners(self, runners: Sequence[ProjectionRunner]) -> None:
         self.registry.register(_RunnerCollector(runners))
+
+    def count_results(self, source: str, results: Sequence[object]) -> None:
+        for result in results:
+            outcome = getattr(result, "code", None) or type(result).__name__.lower()
+            self.actions.labels(source, outcome).inc()
 
     def middleware(self) -> Middleware:
         metrics = self

@@ -76,6 +76,7 @@ async def readyz(ctx: Context[None, None]) -> web.StreamResponse:
 
 async def metrics(ctx: Context[None, None]) -> web.StreamResponse:
     registry = ctx.request.app[METRICS]
+    registry.long_polls.set(ctx.request.app[SERVERS].wakeups.waiting)
     for item in await _projection_status(ctx.request.app[POOL]):
         registry.lag.labels(item.name).set(item.lag)
         registry.head.set(item.head)
@@ -118,6 +119,7 @@ async def post_actions(ctx: Context[wire.Actions, None]) -> web.StreamResponse:
             f"at most {wire.MAX_BATCH} actions a request, not {len(ctx.body.actions)}",
         )
     results = await _accounts(ctx).record_actions(_me(ctx), ctx.body.actions)
+    ctx.request.app[METRICS].count_results("account", results)
     return json_response(wire.Results(results))
 
 
@@ -245,7 +247,9 @@ async def server_events(ctx: Context[wire.ServerEvents, None]) -> web.StreamResp
             "batch_too_large",
             f"at most {wire.MAX_BATCH} events a request, not {len(ctx.body.events)}",
         )
-    return json_response(wire.Results(await _servers(ctx).ingest(sid, ctx.body.events)))
+    results = await _servers(ctx).ingest(sid, ctx.body.events)
+    ctx.request.app[METRICS].count_results("server", results)
+    return json_response(wire.Results(results))
 
 
 async def server_changes(ctx: Context[None, wire.ChangesQuery]) -> web.StreamResponse:

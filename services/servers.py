@@ -70,6 +70,11 @@ class QueueWakeups:
         self._last_seq = 0
         self.closing = False
 
+    @property
+    def waiting(self) -> int:
+        """Long-polls holding right now, over all servers."""
+        return sum(w.waiting for w in self._servers.values())
+
     def close(self) -> None:
         """Release every waiting long-poll now (the service is stopping): they answer with
         what they have, and their servers simply poll again."""

@@ -194,3 +194,5 @@ async def test_metrics_count_requests_by_route_and_report_projection_lag(
     assert 'watchledger_projection_events_applied_total{projection="watch_history"}' in text
     assert 'watchledger_projection_active{projection="watch_state"} 1.0' in text
     assert "watchledger_log_head_position" in text
+    assert 'watchledger_actions_total{outcome="recorded",source="account"} 1.0' in text
+    assert "watchledger_long_polls_waiting 0.0" in text

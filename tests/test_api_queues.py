@@ -353,3 +353,20 @@ async def test_nothing_stored_links_an_event_to_the_server_that_sent_it(
                 continue  # the owner's registration event: about the server, not an action
             assert "server-alpha-7" not in row["row"], (table, row["row"])
             assert "server-bravo-9" not in row["row"], (table, row["row"])
+
+
+async def test_server_event_outcomes_are_counted_without_naming_the_server(
+    client: TestClient[Any, Any],
+) -> None:
+    _, srv = await setup_owner_with_server(client, "ann", "srv-secret-name")
+    await send(
+        client,
+        "srv-secret-name",
+        srv,
+        {"account": "ann", "type": "watched", "guid": MOVIE, "at": t(1)},
+        {"account": "ann", "type": "progress", "guid": MOVIE, "at": t(1)},
+    )
+    text = await (await client.get("/metrics")).text()
+    assert 'watchledger_actions_total{outcome="recorded",source="server"} 1.0' in text
+    assert 'watchledger_actions_total{outcome="in_progress_not_synced",source="server"} 1.0' in text
+    assert "srv-secret-name" not in text  # routes are labelled by template, not by server
