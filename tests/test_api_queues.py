@@ -270,11 +270,17 @@ async def test_waiting_long_polls_hold_no_database_connection(client: TestClient
             return changes
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-        polls = [asyncio.create_task(poll(http)) for _ in range(300)]
+        polls = [asyncio.create_task(poll(http)) for _ in range(1000)]
         async with asyncio.timeout(20):
-            await client.app[SERVERS].wakeups.for_server("srv-a").until_waiting(300)
-        # 300 requests are waiting, and every pooled connection is idle.
+            await client.app[SERVERS].wakeups.for_server("srv-a").until_waiting(1000)
+        # A thousand requests are waiting, every pooled connection is idle, and one
+        # connection (the listener's) LISTENs for them all.
         assert pool.get_size() - pool.get_idle_size() == 0
+        listening = await pool.fetchval(
+            "SELECT count(*) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+        assert listening == 1
         assert not any(p.done() for p in polls)
         await post_actions(client, ann, {"type": "watched", "guid": MOVIE, "at": t(1)})
         async with asyncio.timeout(20):
