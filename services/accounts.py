@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -28,7 +28,7 @@ from .errors import ApiError, invalid
 log = structlog.get_logger(__name__)
 
 FUTURE_TOLERANCE = timedelta(minutes=5)
-_SETTINGS_ATTEMPTS = 5
+_DECISION_ATTEMPTS = 5
 
 
 def encode_cursor(value: Any) -> str:
@@ -83,44 +83,54 @@ class AccountService:
             counts=wire.Counts(movies=row["movies"], episodes=row["episodes"]),
         )
 
+    async def decide(
+        self, account: Account, decision: Callable[[Account], list[Event]]
+    ) -> tuple[Account, LogCursor | None]:
+        """Append what ``decision`` makes of the account (its events; [] for nothing), with
+        optimistic concurrency on the account's stream: when another change lands first,
+        reload and decide again. The account afterwards, and the cursor of the last event
+        appended (None: nothing was)."""
+        for _ in range(_DECISION_ATTEMPTS):
+            events = decision(account)
+            if not events:
+                return account, None
+            try:
+                appended = await self.store.append(
+                    domain.account_stream(account.id),
+                    [domain.registry.new(e) for e in events],
+                    expected_version=account.version,
+                )
+            except ConcurrencyConflict:
+                account = await self._reload(account.id)
+                continue
+            log.info("account_changed", account=account.id, events=[e.event_type for e in events])
+            return await self._reload(account.id), appended[-1].cursor
+        raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
+
+    async def _reload(self, account_id: str) -> Account:
+        account = await self.load(account_id)
+        assert account is not None, "an account's stream never loses its creation"
+        return account
+
     async def update_settings(
         self, account: Account, patch: wire.PatchMe
     ) -> tuple[Account, LogCursor | None]:
-        """Apply a settings change, deciding on the newest aggregate (retrying a lost race);
-        the account after it, and the cursor of its last event (None: nothing changed)."""
-        for _ in range(_SETTINGS_ATTEMPTS):
-            changes: list[Event] = []
+        """Apply a settings change (see :meth:`decide` for what comes back)."""
+
+        def changes(account: Account) -> list[Event]:
+            events: list[Event] = []
             if (
                 patch.sync_enabled is not msgspec.UNSET
                 and patch.sync_enabled != account.sync_enabled
             ):
                 if patch.sync_enabled and account.kind == "managed":
                     raise ApiError(403, "managed_account", "managed accounts cannot turn sync on")
-                changes.append(domain.SyncChanged(enabled=patch.sync_enabled))
+                events.append(domain.SyncChanged(enabled=patch.sync_enabled))
             if patch.visibility is not msgspec.UNSET and patch.visibility != account.visibility:
-                changes.append(domain.VisibilityChanged(visibility=patch.visibility))
-            if not changes:
-                return account, None
-            try:
-                appended = await self.store.append(
-                    domain.account_stream(account.id),
-                    [domain.registry.new(e) for e in changes],
-                    expected_version=account.version,
-                )
-            except ConcurrencyConflict:
-                reloaded = await self.load(account.id)
-                assert reloaded is not None
-                account = reloaded
-                continue
-            log.info(
-                "account_settings_changed",
-                account=account.id,
-                changes=[e.event_type for e in changes],
-            )
-            updated = await self.load(account.id)
-            assert updated is not None
-            return updated, appended[-1].cursor
-        raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
+                events.append(domain.VisibilityChanged(visibility=patch.visibility))
+            return events
+
+        return await self.decide(account, changes)
 
     # -- actions ------------------------------------------------------------------------------
 

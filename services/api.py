@@ -80,7 +80,7 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                         )
 
                 queue_wakeups = QueueWakeups(pool, progress)
-                servers = ServerService(store, pool, accounts.load, settle, queue_wakeups)
+                servers = ServerService(store, pool, accounts, settle, queue_wakeups)
                 app[SERVERS] = servers
                 authenticator = Authenticator(
                     lambda: operator_token_hash(pool, settings.operator_token),

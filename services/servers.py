@@ -17,13 +17,13 @@ import asyncpg
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from eventstore import ConcurrencyConflict, EventStore, LogCursor, NewEvent, Wakeups
+from eventstore import Event, EventStore, LogCursor, NewEvent, Wakeups
 from eventstore.database import CONNECTION_BROKEN
 from projections import domain
 from projections.domain import Account
 
 from . import wire
-from .accounts import decide, decode_cursor, encode_cursor, record
+from .accounts import AccountService, decide, decode_cursor, encode_cursor, record
 from .auth import QUERIES, new_token
 from .errors import ApiError, invalid
 
@@ -31,11 +31,9 @@ log = structlog.get_logger(__name__)
 
 MIN_VERSION = (1, 27, 2)
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.\-+].*)?$")
-_ACCESS_ATTEMPTS = 5
 
 _INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
 
-LoadAccount = Callable[[str], Awaitable[Account | None]]
 Settle = Callable[[LogCursor], Awaitable[None]]
 
 
@@ -119,13 +117,14 @@ class ServerService:
         self,
         store: EventStore,
         pool: asyncpg.Pool[Any],
-        load_account: LoadAccount,
+        accounts: AccountService,
         settle: Settle,
         wakeups: QueueWakeups,
     ) -> None:
         self.store = store
         self.pool = pool
-        self._load_account = load_account
+        self._accounts = accounts
+        self._load_account = accounts.load
         self._settle = settle
         self.wakeups = wakeups
 
@@ -195,30 +194,19 @@ class ServerService:
             if granted:
                 return  # the owner always has access
             raise invalid("account", "the owner's access cannot be revoked")
-        for _ in range(_ACCESS_ATTEMPTS):
+
+        def change(account: Account) -> list[Event]:
             if (server.id in account.granted_servers) == granted:
-                return
-            event = (
-                domain.AccessGranted(server_id=server.id)
-                if granted
-                else domain.AccessRevoked(server_id=server.id)
-            )
-            try:
-                [result] = await self.store.append(
-                    domain.account_stream(account.id),
-                    [domain.registry.new(event)],
-                    expected_version=account.version,
-                )
-            except ConcurrencyConflict:
-                reloaded = await self._load_account(account.id)
-                assert reloaded is not None
-                account = reloaded
-                continue
+                return []
+            if granted:
+                return [domain.AccessGranted(server_id=server.id)]
+            return [domain.AccessRevoked(server_id=server.id)]
+
+        _, cursor = await self._accounts.decide(account, change)
+        if cursor is not None:
             log.info("server_access_changed", server=server.id, account=account.id, granted=granted)
             # The grant's backfill (or the revocation's drop) is queued before we answer.
-            await self._settle(result.cursor)
-            return
-        raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
+            await self._settle(cursor)
 
     async def servers_of(self, account: Account) -> wire.ServerList:
         rows = await self.pool.fetch(QUERIES["servers_get"], sorted(account.servers))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp.test_utils import TestClient
@@ -18,6 +19,14 @@ SHOW = "plex://show/5d9c086c46115600200aa2fe"
 SEASON = "plex://season/602e67d31d3358002c41aa85"
 EPISODE = "plex://episode/5d9c1276e9d5a1001f4f4d6d"
 EPISODE_2 = "plex://episode/5d9c1276e9d5a1001f4f4d6e"
+
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def t(hours: float) -> str:
+    """A fixed point in time, ``hours`` after T0, as the API writes it (UTC, Z)."""
+    return (T0 + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
 
 
 def bearer(token: str) -> dict[str, str]:

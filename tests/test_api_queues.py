@@ -4,7 +4,6 @@ revocation, sync off/on, long-poll; and privacy."""
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -12,15 +11,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from services.appkeys import POOL, SERVERS
-from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle
+from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import grant, pull, register, revoke, send, setup_owner_with_server, sync
 from tests.test_api_conventions import problem
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def t(hours: float) -> str:
-    return (T0 + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
 
 
 def state_change(account: str, guid: str, **fields: Any) -> dict[str, Any]:

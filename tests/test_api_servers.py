@@ -8,16 +8,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.api import EPISODE, MOVIE, MOVIE_2, OPERATOR, create_account, post_actions, settle
+from tests.api import EPISODE, MOVIE, MOVIE_2, OPERATOR, create_account, post_actions, settle, t
 from tests.servers import grant, pull, register, revoke, send, setup_owner_with_server, sync
 from tests.test_api_conventions import problem
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def t(hours: float) -> str:
-    return (T0 + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
-
 
 # -- registration and access ------------------------------------------------------------------
 

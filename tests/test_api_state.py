@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -26,14 +26,9 @@ from tests.api import (
     create_account,
     post_actions,
     settle,
+    t,
 )
 from tests.test_api_conventions import problem
-
-T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
-
-
-def t(hours: float) -> str:
-    return (T0 + timedelta(hours=hours)).isoformat().replace("+00:00", "Z")
 
 
 async def state_of(

@@ -9,7 +9,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -17,38 +17,19 @@ from urllib.parse import urlsplit
 import aiohttp
 import asyncpg
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
 from services import cli
-from services.api import create_app
 from services.config import Settings
 from services.logs import configure_logging
+from tests.test_migrations import ALL_MIGRATIONS
 
 WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))
 
 
-@pytest.fixture
-async def client_for(make_database: Callable[..., Any]) -> AsyncIterator[Callable[..., Any]]:
-    """Factory of clients of a real server; closed before the test's databases are dropped."""
-    clients: list[TestClient[Any, Any]] = []
-
-    async def make(url: str, *, migrate: bool = True) -> TestClient[Any, Any]:
-        client: TestClient[Any, Any] = TestClient(
-            TestServer(create_app(Settings(), url, migrate=migrate))
-        )
-        await client.start_server()
-        clients.append(client)
-        return client
-
-    yield make
-    for client in clients:
-        await client.close()
-
-
 async def test_healthz_and_readyz_answer_when_all_is_well(
-    client_for: Callable[..., Any], database_url: str
+    make_client: Callable[..., Any], database_url: str
 ) -> None:
-    client = await client_for(database_url)
+    client = await make_client(database_url)
 
     health = await client.get("/healthz")
     assert health.status == 200
@@ -60,31 +41,24 @@ async def test_healthz_and_readyz_answer_when_all_is_well(
 
 
 async def test_readyz_is_503_while_migrations_are_pending(
-    client_for: Callable[..., Any], make_database: Callable[..., Any]
+    make_client: Callable[..., Any], make_database: Callable[..., Any]
 ) -> None:
-    client = await client_for(await make_database(migrated=False), migrate=False)
+    client = await make_client(await make_database(migrated=False), migrate=False)
 
     ready = await client.get("/readyz")
 
     assert ready.status == 503
     body = await ready.json()
     assert body["reason"] == "migrations_pending"
-    assert body["pending"] == [
-        "eventstore/0001_event_log",
-        "eventstore/0002_idempotency_keys",
-        "projections/0001_watch_state_and_history",
-        "projections/0002_server_queues",
-        "services/0001_service_secrets",
-        "services/0002_servers",
-    ]
+    assert body["pending"] == ALL_MIGRATIONS
     assert (await client.get("/healthz")).status == 200
 
 
 async def test_readyz_is_503_when_the_database_is_gone(
-    client_for: Callable[..., Any], server_url: str, make_database: Callable[..., Any]
+    make_client: Callable[..., Any], server_url: str, make_database: Callable[..., Any]
 ) -> None:
     url = await make_database()
-    client = await client_for(url)
+    client = await make_client(url)
     assert (await client.get("/readyz")).status == 200
 
     admin = await asyncpg.connect(server_url)
