@@ -15,7 +15,7 @@ from eventstore import EventStore, LogCursor, LogListener, migrations
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
 from projections.runner import PROGRESS_CHANNEL, ProjectionRunner, wait_until_applied
-from projections.watch import all_projections
+from projections.watch import WatchStateProjection, all_projections
 
 from .accounts import AccountService
 from .appkeys import (
@@ -63,21 +63,18 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 lambda: db.connect(url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
             )
             async with EventStore(pool, listener=listener) as store:
+                progress = listener.wakeups_for(PROGRESS_CHANNEL)
                 app[POOL] = pool
                 app[STORE] = store
-                app[PROGRESS] = listener.wakeups_for(PROGRESS_CHANNEL)
+                app[PROGRESS] = progress
                 accounts = AccountService(store, pool)
                 app[ACCOUNTS] = accounts
-                progress = listener.wakeups_for(PROGRESS_CHANNEL)
 
                 async def settle(cursor: LogCursor) -> None:
-                    applied = await wait_until_applied(
-                        pool, progress, ("watch_state",), cursor, 5.0
-                    )
-                    if not applied:
-                        log.warning(
-                            "projection_behind", projection="watch_state", position=cursor.position
-                        )
+                    # Queues are folded by the state projection: wait for it to fold this.
+                    name = WatchStateProjection.name
+                    if not await wait_until_applied(pool, progress, (name,), cursor, 5.0):
+                        log.warning("projection_behind", projection=name, position=cursor.position)
 
                 queue_wakeups = QueueWakeups(pool, progress)
                 servers = ServerService(store, pool, accounts, settle, queue_wakeups)

@@ -229,20 +229,14 @@ class ServerService:
                 accounts[item.account] = await self._load_account(item.account)
             decisions.append((item.account, _decide(accounts[item.account], server_id, item, now)))
 
-        results: list[wire.Result | None] = [None] * len(decisions)
-        for account_id in dict.fromkeys(
-            a for a, d in decisions if not isinstance(d, wire.Rejected)
-        ):
-            slots = [i for i, (a, _) in enumerate(decisions) if a == account_id]
-            recorded = await record(self.store, account_id, [decisions[i][1] for i in slots])
-            for slot, result in zip(slots, recorded, strict=True):
-                results[slot] = result
-        for i, (_, decided) in enumerate(decisions):
-            if isinstance(decided, wire.Rejected):
-                results[i] = decided
-        final = [r for r in results if r is not None]
-        assert len(final) == len(events)
-        return final
+        by_account: dict[str, list[int]] = {}
+        for i, (account_id, _) in enumerate(decisions):
+            by_account.setdefault(account_id, []).append(i)
+        results: dict[int, wire.Result] = {}
+        for account_id, indexes in by_account.items():
+            recorded = await record(self.store, account_id, [decisions[i][1] for i in indexes])
+            results.update(zip(indexes, recorded, strict=True))
+        return [results[i] for i in range(len(decisions))]
 
     # -- delivery -----------------------------------------------------------------------------
 
