@@ -36,7 +36,7 @@ class NewEvent(msgspec.Struct, frozen=True):
     """An event to append. ``data`` is its JSON body; the id makes retries safe.
 
     ``idempotency_key`` is an optional second name for the event: an append is a duplicate
-    of a stored event when either of its keys equals either of the stored event's."""
+    of a stored event when its id equals the stored id, or its key equals the stored key."""
 
     type: str
     data: msgspec.Raw

@@ -117,9 +117,9 @@ class EventStore:
     ) -> list[AppendResult]:
         """Append ``events`` to ``stream`` atomically; one result per event, in order.
 
-        An event whose id (or idempotency key) matches a stored event's is not stored again:
-        its result says ``duplicate`` and gives the original's id and position, so retries are
-        always safe. If
+        An event whose id matches a stored event's id, or whose idempotency key matches a stored
+        event's key, is not stored again: its result says ``duplicate`` and gives the original's
+        id and position, so retries are always safe. If
         ``expected_version`` is given and any event is new, the stream must be at that version,
         else :class:`ConcurrencyConflict` is raised and nothing is stored.
 

@@ -1,17 +1,18 @@
--- A second idempotency key per event. An event may be known by two keys (in watchledger: a
--- client's id, and the natural key of the action it records); an append whose event matches a
--- stored event by either is a duplicate of it. Keys are unique per partition, like event ids.
+-- A second idempotency key per event. An event may be known by two names (in watchledger: a
+-- client's id, and the natural key of the action it records); an append whose event id equals
+-- a stored id, or whose key equals a stored key, is a duplicate. Keys are unique per partition,
+-- like event ids.
 
 ALTER TABLE events ADD COLUMN idempotency_key uuid;
 
--- Not partial: unique indexes hold any number of NULLs, and every lookup can use this one.
-CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key);
+CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 
 DROP FUNCTION eventstore_append(text, text, bigint, uuid[], text[], integer[], jsonb[]);
 
 -- Appends events to one stream in one statement (so one round trip, atomically).
--- An event whose id or idempotency key matches a stored event's id or key comes back as a
--- duplicate of it (with its position) and nothing else happens for it. If any event is new and
+-- An event whose id matches a stored event's id, or whose idempotency key matches a stored
+-- event's key, comes back as a duplicate of it (with its position); nothing else happens for it. If any event is new and
 -- p_expected_version is given but is not the stream's version, one row with conflict = true
 -- and the stream's version comes back and nothing is written. Two appenders racing for the
 -- same version (or id, or key) make the later one fail on a unique index: the caller retries in
@@ -41,20 +42,17 @@ DECLARE
     v_current bigint;
     v_found integer[];
 BEGIN
-    -- One index probe per key and column, whatever the statistics say: an OR across columns
-    -- can be planned as a join filter over all of the account's events.
+    -- Two uncorrelated index scans (= ANY of the batch's ids, of its keys), whatever the
+    -- statistics say: an OR across the two columns inside one correlated lookup can be planned
+    -- as a join filter over all of the account's events.
     SELECT coalesce(array_agg(i.ord::integer), '{}') INTO v_found
     FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
-    CROSS JOIN LATERAL (
-        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
-        UNION ALL
-        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.key
-        UNION ALL
-        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.id
-        UNION ALL
-        SELECT 1 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
-        LIMIT 1
-    ) d;
+    WHERE i.id IN (
+              SELECT e.event_id FROM events e
+              WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids))
+       OR i.key IN (
+              SELECT e.idempotency_key FROM events e
+              WHERE e.account_id = p_account_id AND e.idempotency_key = ANY (p_keys));
     IF cardinality(v_found) > 0 THEN
         RETURN QUERY
             SELECT i.ord::integer, d.event_id, d.position, d.version, d.recorded_at,
@@ -63,12 +61,6 @@ BEGIN
             CROSS JOIN LATERAL (
                 SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
                 FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
-                UNION ALL
-                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.key
-                UNION ALL
-                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.id
                 UNION ALL
                 SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
                 FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
