@@ -404,3 +404,26 @@ async def test_any_order_of_the_same_actions_gives_the_same_state(
     assert [(h["guid"], h["type"], h["at"]) for h in history_a] == [
         (h["guid"], h["type"], h["at"]) for h in history_b
     ]
+
+
+async def test_pages_hold_a_hundred_items_unless_told_otherwise(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    await post_actions(
+        client,
+        ann,
+        *({"type": "watched", "guid": f"plex://movie/{i:024x}", "at": t(i)} for i in range(101)),
+    )
+    await settle(client)
+    for path in ("/v1/me/state", "/v1/me/history"):
+        first = await (await client.get(path, headers=ann)).json()
+        assert len(first["items"]) == 100
+        assert first["next_cursor"] is not None
+        rest = await (
+            await client.get(path, params={"cursor": first["next_cursor"]}, headers=ann)
+        ).json()
+        assert len(rest["items"]) == 1
+        assert rest["next_cursor"] is None
+        bigger = await (await client.get(path, params={"limit": "1000"}, headers=ann)).json()
+        assert len(bigger["items"]) == 101
