@@ -1,5 +1,8 @@
 """Projections: pure folds of the event log into tables, and the runner that applies them.
 
-Filled in by the account API (issue 3); the package exists so the layout and the dependency
-direction (services -> projections -> eventstore) hold from the start.
+* :mod:`projections.domain` — the events of the log, GUID rules, the account aggregate.
+* :mod:`projections.watch` — watch state (with the servers' outbound queues) and history.
+* :mod:`projections.runner` — checkpoints, exactly-once batches, one runner per projection.
+
+Knows nothing of HTTP; depends only on :mod:`eventstore`.
 """
