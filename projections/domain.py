@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, cast
 
 import msgspec
 
@@ -63,14 +63,13 @@ def classify_guid(guid: str) -> tuple[TitleKind, str]:
     match = _SYNCED_GUID.match(guid)
     if match is None:
         raise GuidRejected("unsupported_guid")
-    kind: TitleKind = match.group(1)  # type: ignore[assignment]
+    kind = cast(TitleKind, match.group(1))
     return kind, f"plex://{kind}/{match.group(2).lower()}"
 
 
 def guid_kind(guid: str) -> TitleKind:
     """The kind of an already validated, normalised GUID."""
-    kind: TitleKind = guid.split("/", 3)[2]  # type: ignore[assignment]
-    return kind
+    return cast(TitleKind, guid.split("/", 3)[2])
 
 
 # -- events -----------------------------------------------------------------------------------
@@ -162,10 +161,10 @@ class Unrated(Event, frozen=True, omit_defaults=True):
 
 
 WatchAction = Watched | Unwatched | Rated | Unrated
-ACTION_CLASSES: dict[str, type[WatchAction]] = {
+# The actions that carry no rating, by type.
+UNRATED_ACTIONS: dict[str, type[Watched | Unwatched | Unrated]] = {
     "watched": Watched,
     "unwatched": Unwatched,
-    "rated": Rated,
     "unrated": Unrated,
 }
 

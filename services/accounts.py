@@ -259,12 +259,11 @@ def decide(
     at = domain.to_utc(at) if at is not None else now
     if at > now + FUTURE_TOLERANCE:
         return wire.Rejected("at_in_future")
-    cls = domain.ACTION_CLASSES[action]
-    event: domain.WatchAction = (
-        domain.Rated(guid=guid, at=at, rating=rating, baseline=baseline)  # type: ignore[arg-type]
-        if cls is domain.Rated
-        else cls(guid=guid, at=at, baseline=baseline)  # type: ignore[call-arg]
-    )
+    event: domain.WatchAction
+    if rating is not None:  # and so action == "rated"
+        event = domain.Rated(guid=guid, at=at, rating=rating, baseline=baseline)
+    else:
+        event = domain.UNRATED_ACTIONS[action](guid=guid, at=at, baseline=baseline)
     # Two keys: the client's id (a retry of the same request, even with another `at`), and
     # the natural key (the same action reported again: a retry without an id, or a server
     # echoing a change it was sent — including one first made with a client id).
