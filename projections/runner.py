@@ -263,3 +263,57 @@ async def wait_until_applied(
         if remaining <= 0:
             return False
         await progress.wait(generation, min(remaining, 0.5))
+
+
+class ProjectionProgress:
+    """Where every projection stands, as this process last read it, refreshed once per
+    progress hint — so any number of writers waiting for read-your-writes cost one query per
+    applied batch, not one each."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        progress: Wakeups,
+        names: Sequence[str],
+        *,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self._pool = pool
+        self._progress = progress
+        self._names = tuple(names)
+        self._poll = poll_interval
+        self._positions: dict[str, LogCursor] = {}
+        self._refreshed = Wakeups()
+
+    async def run(self) -> None:
+        """Forever; after a database error, again after a backoff (waiters time out meanwhile)."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_INTERRUPTIONS),
+            wait=wait_exponential(multiplier=0.1, max=5),
+        ):
+            with attempt:
+                await self._follow()
+
+    async def _follow(self) -> None:
+        while True:
+            generation = self._progress.generation
+            rows = await self._pool.fetch(QUERIES["checkpoints_all"])
+            self._positions = {row["name"]: LogCursor(row[1], row[2]) for row in rows}
+            self._refreshed.wake()
+            await self._progress.wait(generation, self._poll)
+
+    def applied(self, cursor: LogCursor) -> bool:
+        return all(self._positions.get(n, LogCursor.START) >= cursor for n in self._names)
+
+    async def wait_until_applied(self, cursor: LogCursor, within: float) -> bool:
+        """Wait until every projection has applied the event at ``cursor``; False if ``within``
+        seconds passed first."""
+        deadline = time.monotonic() + within
+        while True:
+            generation = self._refreshed.generation
+            if self.applied(cursor):
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            await self._refreshed.wait(generation, remaining)

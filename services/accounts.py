@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -44,10 +44,22 @@ def decode_cursor(cursor: str, type_: type[Any]) -> Any:
         raise invalid("cursor", "not a cursor this API issued") from None
 
 
+Settle = Callable[[LogCursor], Awaitable[None]]
+
+
+async def _no_wait(cursor: LogCursor) -> None:
+    return None
+
+
 class AccountService:
-    def __init__(self, store: EventStore, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(
+        self, store: EventStore, pool: asyncpg.Pool[Any], settle: Settle = _no_wait
+    ) -> None:
         self.store = store
         self.pool = pool
+        # Waits until the projections have applied an event: a write answers only once what
+        # it wrote can be read back (read-your-writes).
+        self.settle = settle
 
     # -- the account aggregate ----------------------------------------------------------------
 
@@ -141,7 +153,10 @@ class AccountService:
         in order. Accepted actions are appended in one transaction."""
         now = now or datetime.now(UTC)
         decisions = [decide_action(account.id, action, now) for action in actions]
-        return await record(self.store, account.id, decisions)
+        results, cursor = await record(self.store, account.id, decisions)
+        if cursor is not None:
+            await self.settle(cursor)
+        return results
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -200,9 +215,10 @@ def _state(row: asyncpg.Record) -> wire.State:
 
 async def record(
     store: EventStore, account_id: str, decisions: Sequence[NewEvent | wire.Rejected]
-) -> list[wire.Result]:
+) -> tuple[list[wire.Result], LogCursor | None]:
     """Append the accepted events of one account in one transaction; a result per decision,
-    in order (the same event twice in one batch: the second is a duplicate)."""
+    in order (the same event twice in one batch: the second is a duplicate), and the newest
+    tailing cursor among them (None: nothing was accepted)."""
     results: list[wire.Result | None] = []
     to_append: list[NewEvent] = []
     slots: list[int] = []  # results index of each event to append
@@ -217,13 +233,15 @@ async def record(
             slots.append(len(results))
             results.append(None)
             to_append.append(decided)
+    cursor: LogCursor | None = None
     if to_append:
         appended = await store.append(domain.watch_stream(account_id), to_append)
         for slot, result in zip(slots, appended, strict=True):
             results[slot] = wire.Duplicate() if result.duplicate else wire.Recorded(result.position)
+        cursor = max(result.cursor for result in appended)
     final = [r for r in results if r is not None]
     assert len(final) == len(decisions)
-    return final
+    return final, cursor
 
 
 def decide_action(account_id: str, action: wire.Action, now: datetime) -> NewEvent | wire.Rejected:

@@ -14,8 +14,8 @@ from aiohttp import web
 from eventstore import EventStore, LogCursor, LogListener, migrations
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
-from projections.runner import PROGRESS_CHANNEL, ProjectionRunner, wait_until_applied
-from projections.watch import WatchStateProjection, all_projections
+from projections.runner import PROGRESS_CHANNEL, ProjectionProgress, ProjectionRunner
+from projections.watch import all_projections
 
 from .accounts import AccountService
 from .appkeys import (
@@ -25,6 +25,7 @@ from .appkeys import (
     OPENAPI,
     POOL,
     PROGRESS,
+    PROJECTION_NAMES,
     RUNNERS,
     SERVERS,
     SETTINGS,
@@ -67,17 +68,20 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[POOL] = pool
                 app[STORE] = store
                 app[PROGRESS] = progress
-                accounts = AccountService(store, pool)
-                app[ACCOUNTS] = accounts
+
+                tracker = ProjectionProgress(pool, progress, PROJECTION_NAMES)
 
                 async def settle(cursor: LogCursor) -> None:
-                    # Queues are folded by the state projection: wait for it to fold this.
-                    name = WatchStateProjection.name
-                    if not await wait_until_applied(pool, progress, (name,), cursor, 5.0):
-                        log.warning("projection_behind", projection=name, position=cursor.position)
+                    # Read-your-writes: a write answers once every projection (state and queues,
+                    # history) has applied it; past the bound it answers anyway, and says so.
+                    if not await tracker.wait_until_applied(cursor, SETTLE_WITHIN):
+                        log.warning("projections_behind", position=cursor.position)
+
+                accounts = AccountService(store, pool, settle)
+                app[ACCOUNTS] = accounts
 
                 queue_wakeups = QueueWakeups(pool, progress)
-                servers = ServerService(store, pool, accounts, settle, queue_wakeups)
+                servers = ServerService(store, pool, accounts, queue_wakeups)
                 app[SERVERS] = servers
                 authenticator = Authenticator(
                     lambda: operator_token_hash(pool, settings.operator_token),
@@ -94,6 +98,7 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[METRICS].watch_runners(runners)
                 tasks = [asyncio.create_task(r.run(), name=f"projection:{r.name}") for r in runners]
                 tasks.append(asyncio.create_task(queue_wakeups.run(), name="queue-wakeups"))
+                tasks.append(asyncio.create_task(tracker.run(), name="projection-progress"))
                 app[_TASKS] = tasks
                 try:
                     yield
@@ -110,6 +115,8 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
 
 
 _AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
+# How long a write waits for the projections to apply it before answering anyway.
+SETTLE_WITHIN = 5.0
 _TASKS: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("tasks", list)
 
 

@@ -105,9 +105,10 @@ async def patch_me(ctx: Context[wire.PatchMe, None]) -> web.StreamResponse:
     service = _accounts(ctx)
     before = _me(ctx)
     updated, cursor = await service.update_settings(before, ctx.body)
-    if cursor is not None and updated.sync_enabled != before.sync_enabled:
-        # Servers' queues are filled (sync on) or emptied (sync off) before we answer.
-        await _servers(ctx).settle(cursor)
+    if cursor is not None:
+        # Read-your-writes; and servers' queues are filled (sync on) or emptied (sync off)
+        # before we answer.
+        await service.settle(cursor)
     return json_response(await service.me(updated))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,8 +33,6 @@ MIN_VERSION = (1, 27, 2)
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.\-+].*)?$")
 
 _INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
-
-Settle = Callable[[LogCursor], Awaitable[None]]
 
 
 def parse_version(version: str) -> tuple[int, int, int] | None:
@@ -118,18 +116,14 @@ class ServerService:
         store: EventStore,
         pool: asyncpg.Pool[Any],
         accounts: AccountService,
-        settle: Settle,
         wakeups: QueueWakeups,
     ) -> None:
         self.store = store
         self.pool = pool
         self._accounts = accounts
         self._load_account = accounts.load
-        self._settle = settle
+        self._settle = accounts.settle
         self.wakeups = wakeups
-
-    async def settle(self, cursor: LogCursor) -> None:
-        await self._settle(cursor)
 
     async def token_hash(self, server_id: str) -> str | None:
         server = await self.get(server_id)
@@ -233,9 +227,16 @@ class ServerService:
         for i, (account_id, _) in enumerate(decisions):
             by_account.setdefault(account_id, []).append(i)
         results: dict[int, wire.Result] = {}
+        newest: LogCursor | None = None
         for account_id, indexes in by_account.items():
-            recorded = await record(self.store, account_id, [decisions[i][1] for i in indexes])
+            recorded, cursor = await record(
+                self.store, account_id, [decisions[i][1] for i in indexes]
+            )
             results.update(zip(indexes, recorded, strict=True))
+            if cursor is not None:
+                newest = cursor if newest is None else max(newest, cursor)
+        if newest is not None:
+            await self._settle(newest)
         return [results[i] for i in range(len(decisions))]
 
     # -- delivery -----------------------------------------------------------------------------

@@ -427,3 +427,28 @@ async def test_pages_hold_a_hundred_items_unless_told_otherwise(
         assert rest["next_cursor"] is None
         bigger = await (await client.get(path, params={"limit": "1000"}, headers=ann)).json()
         assert len(bigger["items"]) == 101
+
+
+async def test_a_write_answers_only_once_it_can_be_read_back(client: TestClient[Any, Any]) -> None:
+    """Read-your-writes: no waiting between a 200 and the reads that reflect it."""
+    from tests.servers import register, send, sync
+
+    ann = await create_account(client, "ann")
+    for i in range(20):
+        guid = f"plex://movie/{i:024x}"
+        await post_actions(client, ann, {"type": "rated", "guid": guid, "at": t(i), "rating": 7})
+        state = await client.get(f"/v1/me/state/{guid}", headers=ann)
+        assert state.status == 200
+        assert (await state.json())["rating"] == 7
+    await post_actions(client, ann, {"type": "watched", "guid": EPISODE, "at": t(30)})
+    assert (await (await client.get("/v1/me", headers=ann)).json())["counts"]["episodes"] == 1
+    history = await (await client.get("/v1/me/history", headers=ann)).json()
+    assert [h["guid"] for h in history["items"]] == [EPISODE]
+
+    await sync(client, ann, True)
+    srv = await register(client, ann, "srv-a")
+    await send(
+        client, "srv-a", srv, {"account": "ann", "type": "watched", "guid": MOVIE, "at": t(40)}
+    )
+    state = await client.get(f"/v1/me/state/{MOVIE}", headers=ann)
+    assert (await state.json())["watched_at"] == t(40)

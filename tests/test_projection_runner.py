@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from eventstore import EventStore, LogListener, RecordedEvent
+from eventstore import EventStore, LogCursor, LogListener, RecordedEvent
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
 from projections.domain import Watched, registry, watch_stream
@@ -176,4 +176,37 @@ async def test_waiting_for_a_projection_to_apply_an_event(
         assert await wait_until_applied(pool, progress, [runner.name], cursor, 30)
         await stop(task)
     finally:
+        await listener.close()
+
+
+async def test_progress_tracker_waits_for_every_projection_and_gives_up_in_time(
+    store: EventStore, pool: asyncpg.Pool[Any], database_url: str
+) -> None:
+    from projections.runner import ProjectionProgress
+
+    listener = LogListener(
+        lambda: db.connect(database_url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
+    )
+    await listener.start()
+    state = ProjectionRunner(WatchStateProjection(), store, lambda: db.connect(database_url))
+    history = ProjectionRunner(WatchHistoryProjection(), store, lambda: db.connect(database_url))
+    tracker = ProjectionProgress(
+        pool, listener.wakeups_for(PROGRESS_CHANNEL), [state.name, history.name]
+    )
+    tracking = asyncio.create_task(tracker.run())
+    try:
+        await append_watches(store, 3)
+        cursor = await store.last_cursor()
+        assert not await tracker.wait_until_applied(cursor, 0.05)  # nothing runs yet
+
+        first = await run(state)
+        assert await tracker.wait_until_applied(LogCursor.START, 1)
+        assert not await tracker.wait_until_applied(cursor, 0.2)  # history still behind
+        second = await run(history)
+        async with asyncio.timeout(30):
+            assert await tracker.wait_until_applied(cursor, 30)
+        await stop(first)
+        await stop(second)
+    finally:
+        await stop(tracking)
         await listener.close()

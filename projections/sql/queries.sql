@@ -160,3 +160,7 @@ ORDER BY c.name;
 -- log_head --
 -- The highest position in the log (0 when empty): no parameters
 SELECT coalesce(max(position), 0) FROM events;
+
+-- checkpoints_all --
+-- Every projection's checkpoint: no parameters
+SELECT name, transaction_id, position FROM projection_checkpoints;
