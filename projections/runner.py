@@ -243,28 +243,6 @@ class ProjectionRunner:
             )
 
 
-async def wait_until_applied(
-    pool: asyncpg.Pool[Any],
-    progress: Wakeups,
-    names: Sequence[str],
-    cursor: LogCursor,
-    within: float,
-) -> bool:
-    """Wait until every projection of ``names`` has applied the event at ``cursor``
-    (read-your-writes); False if ``within`` seconds passed first."""
-    deadline = time.monotonic() + within
-    while True:
-        generation = progress.generation
-        async with pool.acquire() as conn:
-            positions = [await checkpoint(conn, name) for name in names]
-        if all(p >= cursor for p in positions):
-            return True
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return False
-        await progress.wait(generation, min(remaining, 0.5))
-
-
 class ProjectionProgress:
     """Where every projection stands, as this process last read it, refreshed once per
     progress hint — so any number of writers waiting for read-your-writes cost one query per

@@ -67,9 +67,9 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 progress = listener.wakeups_for(PROGRESS_CHANNEL)
                 app[POOL] = pool
                 app[STORE] = store
-                app[PROGRESS] = progress
 
                 tracker = ProjectionProgress(pool, progress, PROJECTION_NAMES)
+                app[PROGRESS] = tracker
 
                 async def settle(cursor: LogCursor) -> None:
                     # Read-your-writes: a write answers once every projection (state and queues,

@@ -7,8 +7,8 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
-from eventstore import EventStore, Wakeups
-from projections.runner import ProjectionRunner
+from eventstore import EventStore
+from projections.runner import ProjectionProgress, ProjectionRunner
 from projections.watch import all_projections
 
 from .accounts import AccountService
@@ -28,4 +28,4 @@ SERVERS = web.AppKey("servers", ServerService)
 METRICS = web.AppKey("metrics", Metrics)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 RUNNERS: web.AppKey[list[ProjectionRunner]] = web.AppKey("runners", list)
-PROGRESS = web.AppKey("progress", Wakeups)
+PROGRESS = web.AppKey("progress", ProjectionProgress)

@@ -7,8 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from projections.runner import wait_until_applied
-from services.appkeys import POOL, PROGRESS, PROJECTION_NAMES, STORE
+from services.appkeys import PROGRESS, STORE
 
 # Any string: operators choose their own (WATCHLEDGER_OPERATOR_TOKEN).
 OPERATOR_TOKEN = "an operator secret of any shape"
@@ -58,5 +57,5 @@ async def settle(client: TestClient[Any, Any]) -> None:
     app = client.app
     assert app is not None
     cursor = await app[STORE].last_cursor()
-    applied = await wait_until_applied(app[POOL], app[PROGRESS], PROJECTION_NAMES, cursor, 30)
+    applied = await app[PROGRESS].wait_until_applied(cursor, 30)
     assert applied, "projections did not catch up within 30 s"

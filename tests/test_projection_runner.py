@@ -19,7 +19,6 @@ from projections.runner import (
     Op,
     ProjectionRunner,
     checkpoint,
-    wait_until_applied,
 )
 from projections.watch import WatchHistoryProjection, WatchStateProjection
 
@@ -156,27 +155,6 @@ async def test_one_runner_per_projection_and_a_standby_takes_over(
     assert a.stats.applied == 20
     count = await pool.fetchval("SELECT count(*) FROM watch_state")
     assert count == 25
-
-
-async def test_waiting_for_a_projection_to_apply_an_event(
-    store: EventStore, pool: asyncpg.Pool[Any], database_url: str
-) -> None:
-    runner = ProjectionRunner(WatchStateProjection(), store, lambda: db.connect(database_url))
-    # The fixture's listener only listens to the log; the progress channel needs its own.
-    listener = LogListener(
-        lambda: db.connect(database_url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
-    )
-    await listener.start()
-    try:
-        progress = listener.wakeups_for(PROGRESS_CHANNEL)
-        await append_watches(store, 3)
-        cursor = await store.last_cursor()
-        assert not await wait_until_applied(pool, progress, [runner.name], cursor, 0.05)
-        task = await run(runner)
-        assert await wait_until_applied(pool, progress, [runner.name], cursor, 30)
-        await stop(task)
-    finally:
-        await listener.close()
 
 
 async def test_progress_tracker_waits_for_every_projection_and_gives_up_in_time(
