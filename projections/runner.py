@@ -219,11 +219,12 @@ class ProjectionRunner:
             )
             await asyncio.sleep(self._error_delay)
             return cursor
-        await conn.execute(QUERIES["progress_notify"], PROGRESS_CHANNEL, self.name)
+        # Counted as soon as committed (no await in between), so the stats never lag the rows.
         self.stats.applied += len(events)
         self.stats.batches += 1
         self.stats.cursor = new_cursor
         self.stats.last_batch_seconds = time.perf_counter() - started
+        await conn.execute(QUERIES["progress_notify"], PROGRESS_CHANNEL, self.name)
         log.debug(
             "projection_applied",
             projection=self.name,

@@ -63,10 +63,13 @@ async def history_rows(pool: asyncpg.Pool[Any]) -> list[tuple[Any, ...]]:
 
 
 async def settle(store: EventStore, pool: asyncpg.Pool[Any], runner: ProjectionRunner) -> None:
+    """Wait until ``runner`` itself has applied everything committed so far (its own stats,
+    not the shared checkpoint: another runner may have moved that)."""
     cursor = await store.last_cursor()
     async with asyncio.timeout(30):
-        while (await checkpoint(pool, runner.name)) < cursor:  # type: ignore[arg-type]
+        while runner.stats.cursor < cursor:
             await store.wakeups.wait(store.wakeups.generation, 0.05)
+    assert await checkpoint(pool, runner.name) >= cursor  # type: ignore[arg-type]
 
 
 async def run(runner: ProjectionRunner) -> asyncio.Task[None]:
