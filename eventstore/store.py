@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from tenacity import (
     AsyncRetrying,
     retry_if_exception_type,
     stop_after_attempt,
+    stop_after_delay,
     wait_random_exponential,
 )
 
@@ -42,6 +44,9 @@ _RACE_CONSTRAINTS = frozenset(
 # Appenders to one stream that lose a race retry in a new transaction; so do appends cut off
 # by a broken connection (an event id that did commit then comes back as a duplicate).
 _APPEND_ATTEMPTS = 30
+# ... and for this long at most: a database that keeps failing for a second is down or cut off,
+# not racing, and the caller should hear so now (an attempt that hangs ends at the pool's bounds).
+_APPEND_RETRY_WITHIN = 1.0
 
 
 class _AppendRace(Exception):
@@ -168,15 +173,20 @@ class EventStore:
             raise ConcurrencyConflict(stream, expected_version, None) from exc
 
     async def _retrying(self, query: str, args: tuple[Any, ...]) -> list[asyncpg.Record]:
+        started = time.monotonic()
         try:
             return await self._fetch_pooled(query, args)
         except _RETRYABLE:
-            pass  # lost a race, or the connection: again below, in new transactions
+            # Lost a race, or the connection: again below, in new transactions; unless this
+            # one attempt used up the time (the database did not answer).
+            if time.monotonic() - started >= _APPEND_RETRY_WITHIN:
+                raise
         # Only the retry path pays for a retrier (building one costs more than a fast append's
         # own Python work).
+        remaining = _APPEND_RETRY_WITHIN - (time.monotonic() - started)
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RETRYABLE),
-            stop=stop_after_attempt(_APPEND_ATTEMPTS - 1),
+            stop=stop_after_attempt(_APPEND_ATTEMPTS - 1) | stop_after_delay(remaining),
             wait=wait_random_exponential(multiplier=0.001, max=0.05),
             reraise=True,
         ):

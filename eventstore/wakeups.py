@@ -213,12 +213,20 @@ class Notifier:
         self.sent += 1
 
     async def _run(self) -> None:
+        failing = False
         while True:
             await self._pending.wait()
             try:
                 await self._send()
             except _CONNECTION_ERRORS as exc:
                 # Waiters poll anyway; try again shortly rather than spin on a broken database.
-                log.warning("notify_failed", channel=self._channel, error=str(exc))
+                # Said once per outage, not twice a second through it.
+                if not failing:
+                    log.warning("notify_failed", channel=self._channel, error=type(exc).__name__)
+                failing = True
                 self._pending.set()
                 await asyncio.sleep(0.5)
+            else:
+                if failing:
+                    log.info("notify_resumed", channel=self._channel)
+                failing = False

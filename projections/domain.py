@@ -30,6 +30,7 @@ TitleKind = Literal["movie", "show", "season", "episode"]
 ActionType = Literal["watched", "unwatched", "rated", "unrated"]
 
 ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SERVER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _SYNCED_GUID = re.compile(r"^plex://(movie|show|season|episode)/([0-9a-fA-F]{24})$")
 _MUSIC_GUID = re.compile(r"^plex://(artist|album|track)/")
 
@@ -110,16 +111,51 @@ class ServerRegistered(Event, frozen=True):
 
 
 @registry.register
+class AccessOffered(Event, frozen=True):
+    """In the grantee's stream: the owner offered (shared) a server; it takes effect only when
+    the account accepts it (product rule 3)."""
+
+    event_type: ClassVar[str] = "access_offered"
+    server_id: str
+
+
+@registry.register
 class AccessGranted(Event, frozen=True):
-    """In the grantee's stream: a server was shared with the account."""
+    """In the grantee's stream, written before shares needed consent: read as an offer that
+    the account has not accepted (no such share ever had the account's consent)."""
 
     event_type: ClassVar[str] = "access_granted"
     server_id: str
 
 
 @registry.register
+class AccessAccepted(Event, frozen=True):
+    """In the grantee's stream: the account accepted the owner's offer; the server now has
+    access to it."""
+
+    event_type: ClassVar[str] = "access_accepted"
+    server_id: str
+
+
+@registry.register
+class AccessDeclined(Event, frozen=True):
+    """In the grantee's stream: the account declined the owner's offer."""
+
+    event_type: ClassVar[str] = "access_declined"
+    server_id: str
+
+
+@registry.register
+class AccessLeft(Event, frozen=True):
+    """In the grantee's stream: the account left a server shared with it."""
+
+    event_type: ClassVar[str] = "access_left"
+    server_id: str
+
+
+@registry.register
 class AccessRevoked(Event, frozen=True):
-    """In the grantee's stream: a server is no longer shared with the account."""
+    """In the grantee's stream: the owner withdrew the offer, or revoked the access."""
 
     event_type: ClassVar[str] = "access_revoked"
     server_id: str
@@ -200,38 +236,100 @@ class Account(msgspec.Struct, frozen=True):
     sync_enabled: bool = False
     visibility: Visibility = "friends"
     owned_servers: frozenset[str] = frozenset()
-    granted_servers: frozenset[str] = frozenset()
+    # Servers shared with the account that it accepted, and offers waiting for its answer.
+    shared_servers: frozenset[str] = frozenset()
+    offered_servers: frozenset[str] = frozenset()
     version: int = 0
 
     def has_access(self, server_id: str) -> bool:
-        """Owned by, or shared with, this account."""
-        return server_id in self.owned_servers or server_id in self.granted_servers
+        """Owned by this account, or shared with it and accepted (product rule 3)."""
+        return server_id in self.owned_servers or server_id in self.shared_servers
 
     @property
     def servers(self) -> frozenset[str]:
-        return self.owned_servers | self.granted_servers
+        """The servers with access to the account."""
+        return self.owned_servers | self.shared_servers
 
 
-def fold_account(events: list[RecordedEvent]) -> Account | None:
-    """The account its stream's events describe (None for an empty stream)."""
-    account: Account | None = None
+# Bumped whenever :func:`evolve` changes what an event does to an account: stored snapshots of
+# another fold version are rebuilt from the stream.
+ACCOUNT_FOLD_VERSION = 1
+
+
+def evolve(account: Account | None, event: Event, version: int) -> Account | None:
+    """The account after ``event``, the stream's event number ``version``."""
+    replace = msgspec.structs.replace
+    if isinstance(event, AccountCreated):
+        account = Account(event.account_id, event.kind, event.name, event.token_hash)
+    elif account is None:
+        return None
+    elif isinstance(event, SyncChanged):
+        account = replace(account, sync_enabled=event.enabled)
+    elif isinstance(event, VisibilityChanged):
+        account = replace(account, visibility=event.visibility)
+    elif isinstance(event, ServerRegistered):
+        account = replace(account, owned_servers=account.owned_servers | {event.server_id})
+    elif isinstance(event, AccessOffered | AccessGranted):
+        if event.server_id not in account.shared_servers:
+            account = replace(account, offered_servers=account.offered_servers | {event.server_id})
+    elif isinstance(event, AccessAccepted):
+        account = replace(
+            account,
+            offered_servers=account.offered_servers - {event.server_id},
+            shared_servers=account.shared_servers | {event.server_id},
+        )
+    elif isinstance(event, AccessDeclined | AccessLeft | AccessRevoked):
+        account = replace(
+            account,
+            offered_servers=account.offered_servers - {event.server_id},
+            shared_servers=account.shared_servers - {event.server_id},
+        )
+    return replace(account, version=version)
+
+
+def fold_account(events: list[RecordedEvent], account: Account | None = None) -> Account | None:
+    """The account its stream's events describe (None for an empty stream), optionally
+    continuing from ``account`` (a snapshot) with the events after it."""
     for recorded in events:
-        event = registry.decode(recorded)
-        if isinstance(event, AccountCreated):
-            account = Account(event.account_id, event.kind, event.name, event.token_hash)
-        elif account is not None and isinstance(event, SyncChanged):
-            account = msgspec.structs.replace(account, sync_enabled=event.enabled)
-        elif account is not None and isinstance(event, VisibilityChanged):
-            account = msgspec.structs.replace(account, visibility=event.visibility)
-        elif account is not None and isinstance(event, ServerRegistered):
-            owned = account.owned_servers | {event.server_id}
-            account = msgspec.structs.replace(account, owned_servers=owned)
-        elif account is not None and isinstance(event, AccessGranted):
-            granted = account.granted_servers | {event.server_id}
-            account = msgspec.structs.replace(account, granted_servers=granted)
-        elif account is not None and isinstance(event, AccessRevoked):
-            granted = account.granted_servers - {event.server_id}
-            account = msgspec.structs.replace(account, granted_servers=granted)
-        if account is not None:
-            account = msgspec.structs.replace(account, version=recorded.version)
+        account = evolve(account, registry.decode(recorded), recorded.version)
     return account
+
+
+# -- decisions on servers shared with an account (product rule 3) ----------------------------
+
+
+def offer_access(account: Account, server_id: str) -> list[Event]:
+    """The owner shares a server: an offer, unless one is waiting or it was accepted."""
+    if server_id in account.servers or server_id in account.offered_servers:
+        return []
+    return [AccessOffered(server_id=server_id)]
+
+
+def withdraw_access(account: Account, server_id: str) -> list[Event]:
+    """The owner withdraws its offer or revokes the access (nothing if there is neither)."""
+    if server_id in account.offered_servers or server_id in account.shared_servers:
+        return [AccessRevoked(server_id=server_id)]
+    return []
+
+
+class NoOffer(Exception):
+    """There is no offer of that server to accept."""
+
+
+def accept_access(account: Account, server_id: str) -> list[Event]:
+    """The account accepts an offer (nothing if it has access already); raises
+    :class:`NoOffer` when there is none."""
+    if account.has_access(server_id):
+        return []
+    if server_id not in account.offered_servers:
+        raise NoOffer(server_id)
+    return [AccessAccepted(server_id=server_id)]
+
+
+def leave_access(account: Account, server_id: str) -> list[Event]:
+    """The account declines an offer or leaves a shared server (nothing if neither)."""
+    if server_id in account.offered_servers:
+        return [AccessDeclined(server_id=server_id)]
+    if server_id in account.shared_servers:
+        return [AccessLeft(server_id=server_id)]
+    return []

@@ -137,7 +137,9 @@ class ProjectionRunner:
         checkpoint, which is where the rolled-back work left it."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_INTERRUPTIONS),
-            wait=wait_exponential(multiplier=self._error_delay / 8, max=self._error_delay * 4),
+            # Capped low: writes wait for the projections (read-your-writes), so a runner that
+            # sleeps long after an outage keeps every write waiting that long too.
+            wait=wait_exponential(multiplier=self._error_delay / 8, max=self._error_delay),
             before_sleep=self._log_interruption,
         ):
             with attempt:
@@ -263,36 +265,53 @@ class ProjectionProgress:
         self._poll = poll_interval
         self._positions: dict[str, LogCursor] = {}
         self._refreshed = Wakeups()
+        self.lost: BaseException | None = None
+        self._lost_at = 0.0
 
     async def run(self) -> None:
-        """Forever; after a database error, again after a backoff (waiters time out meanwhile)."""
+        """Forever; after a database error, again soon (a cheap query: a waiter should learn the
+        database is back soon after it is). Meanwhile :attr:`lost` holds the error."""
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_INTERRUPTIONS),
-            wait=wait_exponential(multiplier=0.1, max=5),
+            wait=wait_exponential(multiplier=0.05, max=0.5),
+            before_sleep=self._lose,
         ):
             with attempt:
                 await self._follow()
+
+    def _lose(self, state: RetryCallState) -> None:
+        self.lost = state.outcome.exception() if state.outcome is not None else None
+        self._lost_at = time.monotonic()
+        self._refreshed.wake()
 
     async def _follow(self) -> None:
         while True:
             generation = self._progress.generation
             rows = await self._pool.fetch(QUERIES["checkpoints_all"])
             self._positions = {row["name"]: LogCursor(row[1], row[2]) for row in rows}
+            self.lost = None
             self._refreshed.wake()
             await self._progress.wait(generation, self._poll)
 
     def applied(self, cursor: LogCursor) -> bool:
         return all(self._positions.get(n, LogCursor.START) >= cursor for n in self._names)
 
-    async def wait_until_applied(self, cursor: LogCursor, within: float) -> bool:
+    async def wait_until_applied(
+        self, cursor: LogCursor, within: float, *, unless_lost: bool = False
+    ) -> bool:
         """Wait until every projection has applied the event at ``cursor``; False if ``within``
-        seconds passed first."""
-        deadline = time.monotonic() + within
+        seconds passed first. With ``unless_lost``, False as soon as the database cannot be read
+        (:attr:`lost`) since the wait began: the projections cannot apply anything either until
+        it is back. (Lost before: the event was just written, so it is back, and this reader is
+        about to see it.)"""
+        started = time.monotonic()
+        deadline = started + within
         while True:
             generation = self._refreshed.generation
             if self.applied(cursor):
                 return True
             remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            lost = unless_lost and self.lost is not None and self._lost_at >= started
+            if remaining <= 0 or lost:
                 return False
             await self._refreshed.wait(generation, remaining)

@@ -19,7 +19,8 @@ from functools import singledispatch
 from eventstore import Event, RecordedEvent, StreamName
 
 from .domain import (
-    AccessGranted,
+    AccessAccepted,
+    AccessLeft,
     AccessRevoked,
     AccountCreated,
     Rated,
@@ -101,8 +102,10 @@ def _(event: SyncChanged, account: str, recorded: RecordedEvent) -> list[Op]:
 
 
 @_state.register
-def _(event: ServerRegistered | AccessGranted, account: str, recorded: RecordedEvent) -> list[Op]:
+def _(event: ServerRegistered | AccessAccepted, account: str, recorded: RecordedEvent) -> list[Op]:
     # While sync is on, a server newly accessible gets the whole state and a baseline request.
+    # An offer (access_offered, or a legacy access_granted) gives the server nothing until the
+    # account accepts it (product rule 3).
     return [
         Op(QUERIES["queue_access_add"], (account, event.server_id)),
         Op(QUERIES["queue_backfill"], (account, event.server_id)),
@@ -110,7 +113,7 @@ def _(event: ServerRegistered | AccessGranted, account: str, recorded: RecordedE
 
 
 @_state.register
-def _(event: AccessRevoked, account: str, recorded: RecordedEvent) -> list[Op]:
+def _(event: AccessRevoked | AccessLeft, account: str, recorded: RecordedEvent) -> list[Op]:
     return [Op(QUERIES["queue_access_remove"], (account, event.server_id))]
 
 

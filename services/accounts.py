@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,12 +17,13 @@ import msgspec
 import structlog
 
 from eventstore import ConcurrencyConflict, Event, EventStore, LogCursor, NewEvent
+from eventstore.database import Connection
 from projections import domain
 from projections.domain import Account, GuidRejected
 from projections.runner import QUERIES as PROJECTION_QUERIES
 
 from . import wire
-from .auth import new_token
+from .auth import QUERIES, new_token
 from .errors import ApiError, invalid
 
 log = structlog.get_logger(__name__)
@@ -36,12 +37,33 @@ def encode_cursor(value: Any) -> str:
 
 
 def decode_cursor(cursor: str, type_: type[Any]) -> Any:
-    """The value of a cursor this API issued; 422 for anything else."""
+    """The value of a cursor this API issued; 422 for anything else (a forged one, too: its
+    every part must be something the database can hold)."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        return msgspec.json.decode(raw, type=type_)
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise invalid("cursor", "not a cursor this API issued") from None
+        value = msgspec.json.decode(raw, type=type_)
+    except (binascii.Error, ValueError, UnicodeDecodeError, msgspec.DecodeError):
+        value = None
+    if value is None or not _cursor_part_ok(value):
+        raise invalid("cursor", "not a cursor this API issued")
+    return value
+
+
+def _cursor_part_ok(value: Any) -> bool:
+    if isinstance(value, tuple | list):
+        return all(_cursor_part_ok(part) for part in value)
+    if isinstance(value, str):
+        return wire.storable(value)
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        return 0 <= value <= wire.MAX_BIGINT
+    if isinstance(value, datetime):
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            return False
+    return True
 
 
 Settle = Callable[[LogCursor], Awaitable[None]]
@@ -62,12 +84,55 @@ class AccountService:
         self.settle = settle
 
     # -- the account aggregate ----------------------------------------------------------------
+    #
+    # An account's decided state is its stream's fold, kept as a snapshot row written in the
+    # same transaction as the events that change it: loading an account (every authenticated
+    # request, every decision) reads one row, however long its stream has grown.
 
     async def load(self, account_id: str) -> Account | None:
+        """The account as its stream tells it (None: no such account)."""
         if not domain.ACCOUNT_ID.match(account_id):
             return None
-        events = await self.store.read_stream(domain.account_stream(account_id), limit=100_000)
-        return domain.fold_account(events)
+        row = await self.pool.fetchrow(QUERIES["account_snapshot_get"], account_id)
+        assert row is not None
+        return (await self._accounts([row])).get(account_id)
+
+    async def load_many(self, account_ids: Collection[str]) -> dict[str, Account]:
+        """The accounts that exist among ``account_ids``, by id, in one query."""
+        ids = sorted({a for a in account_ids if domain.ACCOUNT_ID.match(a)})
+        if not ids:
+            return {}
+        return await self._accounts(await self.pool.fetch(QUERIES["account_snapshots_get"], ids))
+
+    async def _accounts(self, rows: Sequence[asyncpg.Record]) -> dict[str, Account]:
+        """The accounts of snapshot rows, refreshing those behind their streams."""
+        accounts: dict[str, Account] = {}
+        for row in rows:
+            if row["stream_version"] is None:
+                continue  # no such account
+            snapshot = _snapshot(row)
+            if snapshot is None or snapshot.version < row["stream_version"]:
+                snapshot = await self._refresh(row["account_id"], snapshot)
+            if snapshot is not None:
+                accounts[snapshot.id] = snapshot
+        return accounts
+
+    async def _refresh(self, account_id: str, snapshot: Account | None) -> Account | None:
+        """Fold the events a snapshot lacks (all of them without one), and store the result.
+        Rare: snapshots are written with their events; this covers a snapshot of an older fold
+        version, and events appended by other means."""
+        stream = domain.account_stream(account_id)
+        after = 0 if snapshot is None else snapshot.version
+        account = snapshot
+        while True:
+            events = await self.store.read_stream(stream, after_version=after, limit=_FOLD_PAGE)
+            account = domain.fold_account(events, account)
+            if len(events) < _FOLD_PAGE:
+                break
+            after = events[-1].version
+        if account is not None:
+            await _save_snapshot(self.pool, account)
+        return account
 
     async def create(self, body: wire.CreateAccount) -> wire.CreatedAccount:
         token, digest = new_token("account", body.id)
@@ -75,11 +140,19 @@ class AccountService:
             account_id=body.id, kind=body.kind, name=body.name, token_hash=digest
         )
         try:
-            await self.store.append(
-                domain.account_stream(body.id), [domain.registry.new(event)], expected_version=0
-            )
+            async with self.pool.acquire() as conn, conn.transaction():
+                [result] = await self.store.append(
+                    domain.account_stream(body.id),
+                    [domain.registry.new(event)],
+                    expected_version=0,
+                    conn=conn,
+                )
+                account = domain.evolve(None, event, result.version)
+                assert account is not None
+                await _save_snapshot(conn, account)
         except ConcurrencyConflict:
             raise ApiError(409, "account_exists", f"account {body.id!r} exists") from None
+        self.store.notify_appended()
         log.info("account_created", account=body.id, kind=body.kind)
         return wire.CreatedAccount(id=body.id, kind=body.kind, name=body.name, token=token)
 
@@ -96,27 +169,42 @@ class AccountService:
         )
 
     async def decide(
-        self, account: Account, decision: Callable[[Account], list[Event]]
+        self,
+        account: Account,
+        decision: Callable[[Account], list[Event]],
+        *,
+        within: Callable[[Connection], Awaitable[None]] | None = None,
     ) -> tuple[Account, LogCursor | None]:
         """Append what ``decision`` makes of the account (its events; [] for nothing), with
         optimistic concurrency on the account's stream: when another change lands first,
-        reload and decide again. The account afterwards, and the cursor of the last event
-        appended (None: nothing was)."""
+        reload and decide again. ``within`` runs first in the same transaction (it may raise
+        to abort). The account afterwards, and the cursor of the last event appended (None:
+        nothing was)."""
         for _ in range(_DECISION_ATTEMPTS):
             events = decision(account)
             if not events:
                 return account, None
             try:
-                appended = await self.store.append(
-                    domain.account_stream(account.id),
-                    [domain.registry.new(e) for e in events],
-                    expected_version=account.version,
-                )
+                async with self.pool.acquire() as conn, conn.transaction():
+                    if within is not None:
+                        await within(conn)
+                    appended = await self.store.append(
+                        domain.account_stream(account.id),
+                        [domain.registry.new(e) for e in events],
+                        expected_version=account.version,
+                        conn=conn,
+                    )
+                    decided: Account | None = account
+                    for event, result in zip(events, appended, strict=True):
+                        decided = domain.evolve(decided, event, result.version)
+                    assert decided is not None
+                    await _save_snapshot(conn, decided)
             except ConcurrencyConflict:
                 account = await self._reload(account.id)
                 continue
+            self.store.notify_appended()
             log.info("account_changed", account=account.id, events=[e.event_type for e in events])
-            return await self._reload(account.id), appended[-1].cursor
+            return decided, appended[-1].cursor
         raise ApiError(409, "conflict", "the account changed too often meanwhile; try again")
 
     async def _reload(self, account_id: str) -> Account:
@@ -196,6 +284,28 @@ class AccountService:
         more = len(rows) > query.limit
         cursor = encode_cursor((page[-1]["at"], page[-1]["position"])) if more else None
         return wire.HistoryPage(items, cursor)
+
+
+_FOLD_PAGE = 1000
+_snapshot_encoder = msgspec.json.Encoder()
+_snapshot_decoder = msgspec.json.Decoder(Account)
+
+
+def _snapshot(row: asyncpg.Record) -> Account | None:
+    """The stored snapshot of a row, if there is one of this fold version."""
+    if row["state"] is None or row["fold"] != domain.ACCOUNT_FOLD_VERSION:
+        return None
+    return _snapshot_decoder.decode(row["state"])
+
+
+async def _save_snapshot(conn: Connection | asyncpg.Pool[Any], account: Account) -> None:
+    await conn.execute(
+        QUERIES["account_snapshot_put"],
+        account.id,
+        account.version,
+        domain.ACCOUNT_FOLD_VERSION,
+        msgspec.Raw(_snapshot_encoder.encode(account)),
+    )
 
 
 # A history cursor before every record: later than any `at` the API accepts.

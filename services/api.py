@@ -20,6 +20,7 @@ from projections.watch import all_projections
 from .accounts import AccountService
 from .appkeys import (
     ACCOUNTS,
+    DATABASE_HEALTH,
     METRICS,
     MIGRATION_PACKAGES,
     OPENAPI,
@@ -30,11 +31,13 @@ from .appkeys import (
     SERVERS,
     SETTINGS,
     STORE,
+    STREAM_SLOTS,
 )
 from .auth import operator_token_hash
 from .config import Settings
 from .endpoints import Authenticator, bind
-from .errors import problem_middleware
+from .errors import DatabaseHealth, problem_middleware
+from .limits import StreamSlots
 from .metrics import Metrics
 from .openapi import build_openapi
 from .routes import ENDPOINTS
@@ -55,11 +58,30 @@ def _version() -> str:
 def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
     async def ctx(app: web.Application) -> AsyncIterator[None]:
         settings = app[SETTINGS]
-        pool = await db.create_pool(url, min_size=1, max_size=settings.pool_size)
+        health = app[DATABASE_HEALTH] = DatabaseHealth()
+        # No wait on the database is unbounded: connecting, waiting for a free connection, each
+        # statement. Past the bound a request answers 503 (services.errors), and the pool tells
+        # `health` whenever the database answers (the end of an outage). No floor of idle
+        # connections: asyncpg would restore it during an outage with a traceback a try (and
+        # the background readers keep connections busy anyway).
+        bound = settings.database_timeout
+        pool = await db.create_pool(
+            url,
+            min_size=0,
+            max_size=settings.pool_size,
+            timeout=bound,
+            acquire_timeout=bound,
+            command_timeout=bound,
+            on_answer=health.answered,
+        )
         try:
             if migrate:
-                async with pool.acquire() as conn:
+                # On a connection of its own: a migration's statements may take much longer.
+                conn = await db.connect(url)
+                try:
                     await migrations.migrate(conn, MIGRATION_PACKAGES)
+                finally:
+                    await conn.close()
             listener = LogListener(
                 lambda: db.connect(url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
             )
@@ -74,7 +96,12 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 async def settle(cursor: LogCursor) -> None:
                     # Read-your-writes: a write answers once every projection (state and queues,
                     # history) has applied it; past the bound it answers anyway, and says so.
-                    if not await tracker.wait_until_applied(cursor, SETTLE_WITHIN):
+                    # While the database is gone it answers at once (it is in the log), and
+                    # quietly: the outage is logged once, not once per write.
+                    applied = await tracker.wait_until_applied(
+                        cursor, SETTLE_WITHIN, unless_lost=True
+                    )
+                    if not applied and tracker.lost is None:
                         log.warning("projections_behind", position=cursor.position)
 
                 accounts = AccountService(store, pool, settle)
@@ -84,7 +111,7 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 servers = ServerService(store, pool, accounts, queue_wakeups)
                 app[SERVERS] = servers
                 authenticator = Authenticator(
-                    lambda: operator_token_hash(pool, settings.operator_token),
+                    lambda: operator_token_hash(pool, settings),
                     accounts.load,
                     servers.token_hash,
                 )
@@ -140,6 +167,7 @@ def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -
     )
     app[SETTINGS] = settings
     app[METRICS] = metrics
+    app[STREAM_SLOTS] = StreamSlots(settings.max_streams_per_token)
     app[OPENAPI] = build_openapi(ENDPOINTS, version=_version())
     app.cleanup_ctx.append(_database(database_url, migrate=migrate))
     app.on_shutdown.append(_release_long_polls)

@@ -13,6 +13,8 @@ from projections.watch import all_projections
 
 from .accounts import AccountService
 from .config import Settings
+from .errors import DatabaseHealth
+from .limits import StreamSlots
 from .metrics import Metrics
 from .servers import ServerService
 
@@ -29,3 +31,5 @@ METRICS = web.AppKey("metrics", Metrics)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi", dict)
 RUNNERS: web.AppKey[list[ProjectionRunner]] = web.AppKey("runners", list)
 PROGRESS = web.AppKey("progress", ProjectionProgress)
+DATABASE_HEALTH = web.AppKey("database_health", DatabaseHealth)
+STREAM_SLOTS = web.AppKey("stream_slots", StreamSlots)

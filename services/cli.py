@@ -1,48 +1,95 @@
 """``watchledger``: the one command-line entry point for operators.
 
-Options default from environment variables; ``--help`` says which.
+Every setting is an environment variable and (but secrets) a flag generated from the one
+settings table; ``--help`` says which variable and default. A failure the operator can fix
+(a busy port, an unreachable database) is one line naming the setting to change, exit 1; a bad
+setting, exit 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import errno
+import os
+import re
+import socket
 import sys
-from collections.abc import Sequence
+import traceback
+import typing
+from collections.abc import Iterable, Sequence
+from typing import Literal
+from urllib.parse import unquote, urlsplit
 
+import asyncpg
+import msgspec
+import msgspec.inspect
 import structlog
 
 from eventstore import MigrationError, migrations
 from eventstore import database as db
 
 from .api import MIGRATION_PACKAGES
-from .config import SETTINGS, Settings
-from .logs import configure_logging
+from .config import ENV_ONLY, SETTINGS, SettingError, Settings, flag
+from .logs import configure_logging, console_format
 from .runtime import database, serve
 
 log = structlog.get_logger(__name__)
+
+# Settings every command takes; `serve` takes all of them (secrets excepted).
+DATABASE_SETTINGS = ("database_url", "data_dir", "database_timeout")
+LOGGING_SETTINGS = ("log_level", "log_format")
+_TYPES = {f.name: f.type for f in msgspec.structs.fields(Settings)}
+# Errors of reaching or using a database (TimeoutError and socket.gaierror are OSErrors).
+_DATABASE_ERRORS = (OSError, asyncpg.PostgresError, asyncpg.InterfaceError)
+
+
+class CommandFailed(Exception):
+    """The command could not do its work, for a reason the operator can fix."""
+
+    def __init__(self, message: str, *, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def _env_help(field: str) -> str:
     setting = SETTINGS[field]
     default = f", default {setting.default}" if setting.default is not None else ""
-    return f"{setting.help} (env {setting.env}{default})"
+    return f"{setting.help} (env {setting.env}{default})".replace("%", "%%")
+
+
+def _add_settings(parser: argparse.ArgumentParser, title: str, fields: Iterable[str]) -> None:
+    """A flag for each setting (values stay strings: ``Settings.load`` converts and checks)."""
+    group = parser.add_argument_group(title)
+    for field in fields:
+        option = flag(field)
+        if option is None:
+            continue
+        annotation = _TYPES[field]
+        metavar = None
+        if typing.get_origin(annotation) is Literal:
+            metavar = "{" + ",".join(str(v) for v in typing.get_args(annotation)) + "}"
+        elif isinstance(
+            msgspec.inspect.type_info(annotation),
+            msgspec.inspect.IntType | msgspec.inspect.FloatType,
+        ):
+            metavar = "N"
+        group.add_argument(option, dest=field, metavar=metavar, help=_env_help(field))
 
 
 def _add_database_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("database")
-    group.add_argument("--database-url", help=_env_help("database_url"))
-    group.add_argument("--data-dir", help=_env_help("data_dir"))
+    _add_settings(parser, "database", DATABASE_SETTINGS)
 
 
 def _add_logging_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("logging")
-    group.add_argument(
-        "--log-level", choices=["debug", "info", "warning", "error"], help=_env_help("log_level")
-    )
-    group.add_argument(
-        "--log-format", choices=["auto", "json", "console"], help=_env_help("log_format")
-    )
+    _add_settings(parser, "logging", LOGGING_SETTINGS)
+
+
+def _environment_only() -> str:
+    return "environment only (a secret never goes on a command line): " + "; ".join(
+        f"{SETTINGS[field].env}: {SETTINGS[field].help}" for field in sorted(ENV_ONLY)
+    ).replace("%", "%%")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,9 +107,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the HTTP API and its workers (applies migrations first)",
         description="Run the HTTP API and its workers until SIGINT or SIGTERM.",
+        epilog=_environment_only(),
     )
-    p.add_argument("--host", help=_env_help("host"))
-    p.add_argument("--port", type=int, help=_env_help("port"))
+    others = (*DATABASE_SETTINGS, *LOGGING_SETTINGS)
+    _add_settings(p, "service", [f for f in SETTINGS if f not in others])
     _add_database_options(p)
     _add_logging_options(p)
 
@@ -122,15 +170,117 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    overrides = {
-        key: getattr(args, key, None)
-        for key in ("database_url", "data_dir", "host", "port", "log_level", "log_format")
-    }
-    return Settings.load(overrides=overrides)
+    return Settings.load(overrides={field: getattr(args, field, None) for field in SETTINGS})
 
 
-async def _migrate(url: str, status_only: bool) -> int:
-    conn = await db.connect(url)
+def mask_url(url: str) -> str:
+    """``url`` with its password, if any (in the userinfo or a ``password`` parameter), as ***."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hosts = netloc.rpartition("@")
+            netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+        query = re.sub(r"(?i)(^|&)(password=)[^&]*", r"\1\2***", parts.query)
+        return parts._replace(netloc=netloc, query=query).geturl()
+    except ValueError:
+        return "(the configured URL, which cannot be parsed)"
+
+
+def _scrub(message: str, url: str) -> str:
+    """``message`` without the URL's password, wherever a library may have quoted it."""
+    with contextlib.suppress(ValueError):
+        password = urlsplit(url).password
+        for secret in {password, unquote(password or "")} - {None, ""}:
+            assert secret is not None
+            message = message.replace(secret, "***")
+    return message
+
+
+def _reason(exc: BaseException, settings: Settings) -> str:
+    """Why a connection or a listening socket failed, in a few words."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {settings.database_timeout:g} s"
+    if isinstance(exc, socket.gaierror):
+        return f"unknown host: {exc.strerror}"
+    if isinstance(exc, OSError):
+        code = exc.errno
+        if code is None:  # asyncio's "Multiple exceptions: [Errno 111] ..." (several addresses)
+            found = re.search(r"\[Errno (\d+)\]", str(exc))
+            code = int(found[1]) if found else None
+        if code is not None and code > 0:
+            return os.strerror(code).lower()
+    return str(exc) or type(exc).__name__
+
+
+def _database_failure(exc: BaseException, settings: Settings, url: str) -> CommandFailed:
+    if settings.database_url:
+        fix = "check WATCHLEDGER_DATABASE_URL (or --database-url)"
+    else:
+        fix = f"check the embedded PostgreSQL in {settings.data_dir} (WATCHLEDGER_DATA_DIR)"
+    if isinstance(exc, OSError) and exc.filename:  # a file of ours, not the database
+        return CommandFailed(f"{exc.filename}: {exc.strerror}")
+    if isinstance(exc, ValueError):  # asyncpg's verdict on the URL itself
+        return CommandFailed(
+            f"invalid setting WATCHLEDGER_DATABASE_URL (--database-url): {exc}", code=2
+        )
+    what = "cannot reach" if isinstance(exc, OSError) else "cannot use"
+    return CommandFailed(
+        f"{what} the database at {mask_url(url)} ({_reason(exc, settings)}) — {fix}"
+    )
+
+
+def _listen_failure(exc: BaseException, settings: Settings) -> CommandFailed:
+    host, port = settings.host, settings.port
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    code = exc.errno if isinstance(exc, OSError) else None
+    reason = _reason(exc, settings)
+    if isinstance(exc, socket.gaierror) or code == errno.EADDRNOTAVAIL:
+        fix = "set WATCHLEDGER_HOST or --host"
+    elif code in (errno.EADDRINUSE, errno.EACCES):
+        fix = "set WATCHLEDGER_PORT or --port"
+        if code == errno.EACCES and port < 1024:
+            reason += " (ports below 1024 need privileges)"
+    else:
+        fix = "check WATCHLEDGER_HOST and WATCHLEDGER_PORT (--host, --port)"
+    return CommandFailed(f"cannot listen on {address}: {reason} — {fix}")
+
+
+def _while_listening(exc: BaseException) -> bool:
+    """Whether ``exc`` came from opening the listening socket rather than from setting up the
+    database before it (``runtime.serve`` raises both as they come)."""
+    frames = traceback.walk_tb(exc.__traceback__)
+    return any(frame.f_code.co_name == "create_server" for frame, _ in frames)
+
+
+async def _check_database(settings: Settings, url: str) -> None:
+    """Connect once, within ``database_timeout``: an unreachable database is one clear line
+    within seconds, not asyncpg's minute of waiting and a traceback."""
+    try:
+        conn = await asyncpg.connect(url, timeout=settings.database_timeout)
+    except (*_DATABASE_ERRORS, ValueError) as exc:
+        raise _database_failure(exc, settings, url) from exc
+    await conn.close()
+
+
+async def _serve(settings: Settings, url: str) -> None:
+    await _check_database(settings, url)
+    started = asyncio.Event()
+    try:
+        await serve(settings, url, started=started)
+    except _DATABASE_ERRORS as exc:
+        if started.is_set():  # not a start-up failure
+            raise
+        if _while_listening(exc):
+            raise _listen_failure(exc, settings) from exc
+        raise _database_failure(exc, settings, url) from exc
+
+
+async def _migrate(settings: Settings, url: str, status_only: bool) -> int:
+    try:
+        conn = await db.connect(url, timeout=settings.database_timeout)
+    except (*_DATABASE_ERRORS, ValueError) as exc:
+        raise _database_failure(exc, settings, url) from exc
     try:
         if status_only:
             todo = await migrations.pending(conn, MIGRATION_PACKAGES)
@@ -147,31 +297,55 @@ async def _migrate(url: str, status_only: bool) -> int:
         await conn.close()
 
 
+def _report(message: str, settings: Settings) -> None:
+    """One line on stderr: plain for a person, a log record when logs are JSON lines."""
+    if console_format(settings.log_format):
+        print(f"watchledger: {message}", file=sys.stderr, flush=True)
+    else:
+        log.error("command_failed", error=message)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = _settings(args)
+    except SettingError as exc:
+        print(f"watchledger: {exc.message}", file=sys.stderr)
+        return 2
     except ValueError as exc:
         print(f"watchledger: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
     try:
-        with database(settings) as url:
+        with contextlib.ExitStack() as stack:
+            try:
+                url = stack.enter_context(database(settings))
+            except OSError as exc:
+                if not exc.filename:
+                    raise
+                raise CommandFailed(
+                    f"cannot use the data folder: {exc.filename}: {exc.strerror}"
+                    " — set WATCHLEDGER_DATA_DIR or --data-dir"
+                ) from exc
             if args.command == "serve":
-                asyncio.run(serve(settings, url))
+                asyncio.run(_serve(settings, url))
                 return 0
             if args.command == "migrate":
-                return asyncio.run(_migrate(url, args.status))
+                return asyncio.run(_migrate(settings, url, args.status))
             if args.command == "bench":
                 from .bench import BenchOptions, run_bench
 
                 options = BenchOptions(
                     **{f: getattr(args, f) for f in BenchOptions.__struct_fields__}
                 )
+                asyncio.run(_check_database(settings, url))
                 return asyncio.run(run_bench(args.suite, url, options))
     except MigrationError as exc:
         log.error("migration_failed", error=str(exc))
         return 1
+    except CommandFailed as exc:
+        _report(_scrub(str(exc), settings.database_url or ""), settings)
+        return exc.code
     except KeyboardInterrupt:
         return 130
     raise AssertionError(f"unhandled command {args.command}")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import types
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
 import platformdirs
 
 LogFormat = Literal["auto", "json", "console"]
@@ -48,32 +51,123 @@ SETTINGS: dict[str, Setting] = {
     "operator_token": Setting(
         "WATCHLEDGER_OPERATOR_TOKEN",
         None,
-        "The operator's bearer token. Unset: one is generated at first start, printed once.",
+        "The operator's bearer token. Unset: one is generated at first start and handed over"
+        " once: a banner on stderr with console logs, the file operator-token in the data"
+        " folder with JSON logs.",
     ),
     "pool_size": Setting("WATCHLEDGER_POOL_SIZE", "20", "Most database connections in the pool."),
     "shutdown_timeout": Setting(
         "WATCHLEDGER_SHUTDOWN_TIMEOUT", "30", "Seconds in-flight requests get to finish on stop."
     ),
+    "header_timeout": Setting(
+        "WATCHLEDGER_HEADER_TIMEOUT",
+        "10",
+        "Seconds a client gets to send a request's line and headers (from connecting, or from"
+        " the first byte of a request on a kept-alive connection); then it is closed.",
+    ),
+    "body_timeout": Setting(
+        "WATCHLEDGER_BODY_TIMEOUT",
+        "30",
+        "Seconds a client gets to send a whole request body; then 408 and the connection closes.",
+    ),
+    "keepalive_timeout": Setting(
+        "WATCHLEDGER_KEEPALIVE_TIMEOUT",
+        "15",
+        "Seconds an idle kept-alive connection stays open between requests.",
+    ),
+    "max_connections": Setting(
+        "WATCHLEDGER_MAX_CONNECTIONS",
+        "1000",
+        "Most client connections open at once; more are closed at once.",
+    ),
+    "max_streams_per_token": Setting(
+        "WATCHLEDGER_MAX_STREAMS_PER_TOKEN",
+        "4",
+        "Most long-polls (and feed streams) one token may hold open at once; more get 429.",
+    ),
+    "database_timeout": Setting(
+        "WATCHLEDGER_DATABASE_TIMEOUT",
+        "5",
+        "Seconds a request waits for a database connection before answering 503.",
+    ),
 }
+
+
+# Settings that only the environment (or a file it is read from) may give: a secret never goes
+# on a command line, where `ps` and shell histories show it.
+ENV_ONLY = frozenset({"operator_token"})
+
+
+def flag(field: str) -> str | None:
+    """The command-line flag of a setting (``--pool-size``), None for environment-only ones."""
+    return None if field in ENV_ONLY else "--" + field.replace("_", "-")
+
+
+class SettingError(ValueError):
+    """A setting's value is not one it can take; says which variable and flag to fix."""
+
+    def __init__(self, field: str, value: object, expected: str) -> None:
+        self.field = field
+        env = SETTINGS[field].env
+        option = flag(field)
+        self.source = f"{env} ({option})" if option else env
+        # Never echo a secret's value, even a malformed one.
+        got = "" if field in ENV_ONLY else f", got {value!r}"
+        self.message = f"invalid setting {self.source}: expected {expected}{got}"
+        super().__init__(f"{self.message} (Settings.{field})")
+
+
+def _expected(annotation: Any) -> str:
+    """What a value of this type looks like, in an operator's words."""
+    if typing.get_origin(annotation) is Literal:
+        return "one of " + ", ".join(str(v) for v in typing.get_args(annotation))
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        return " or ".join(_expected(a) for a in typing.get_args(annotation) if a is not type(None))
+    info = msgspec.inspect.type_info(annotation)
+    if isinstance(info, msgspec.inspect.IntType | msgspec.inspect.FloatType):
+        kind = "an integer" if isinstance(info, msgspec.inspect.IntType) else "a number"
+        if info.ge is not None and info.le is not None:
+            return f"{kind} from {info.ge} to {info.le}"
+        bounds = [
+            f"{word} {bound}"
+            for word, bound in (
+                ("of at least", info.ge),
+                ("above", info.gt),
+                ("of at most", info.le),
+                ("below", info.lt),
+            )
+            if bound is not None
+        ]
+        return " ".join([kind, *bounds])
+    if isinstance(info, msgspec.inspect.StrType):
+        return "text"
+    return str(annotation)
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True):
     database_url: str | None = None
     data_dir: str = msgspec.field(default_factory=lambda: str(default_data_dir()))
     host: str = "127.0.0.1"
-    port: int = 8080
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: LogFormat = "auto"
     operator_token: str | None = None
-    pool_size: int = 20
-    shutdown_timeout: float = 30.0
+    pool_size: Annotated[int, msgspec.Meta(ge=1)] = 20
+    shutdown_timeout: Annotated[float, msgspec.Meta(ge=0)] = 30.0
+    header_timeout: Annotated[float, msgspec.Meta(gt=0)] = 10.0
+    body_timeout: Annotated[float, msgspec.Meta(gt=0)] = 30.0
+    keepalive_timeout: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
+    max_streams_per_token: Annotated[int, msgspec.Meta(ge=1)] = 4
+    database_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
     @classmethod
     def load(
         cls, env: Mapping[str, str] | None = None, overrides: Mapping[str, object] | None = None
     ) -> Settings:
         """Settings from ``env`` (default: the process environment), then ``overrides``
-        (command-line flags; None values are ignored). Raises ValueError on a bad value."""
+        (command-line flags, as given: strings or values; None values are ignored). Raises
+        :class:`SettingError` (a ValueError) naming the variable and flag of a bad value."""
         env = os.environ if env is None else env
         raw: dict[str, object] = {}
         for field, setting in SETTINGS.items():
@@ -84,4 +178,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:
+            # Find the culprit field by field: the error's message only has a JSON path.
+            for info in msgspec.structs.fields(cls):
+                if info.name not in raw:
+                    continue
+                try:
+                    msgspec.convert(raw[info.name], info.type, strict=False)
+                except msgspec.ValidationError:
+                    raise SettingError(info.name, raw[info.name], _expected(info.type)) from exc
             raise ValueError(f"invalid setting: {exc}") from exc

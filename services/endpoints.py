@@ -7,6 +7,7 @@ document cannot drift from what is served.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -17,8 +18,11 @@ from aiohttp import web
 from projections.domain import Account
 
 from . import wire
+from .appkeys import SETTINGS
 from .auth import Principal, PrincipalKind, bearer, forbidden, matches, parse_token, unauthorized
-from .errors import ApiError, from_validation
+from .errors import ApiError, from_validation, invalid
+from .httpserver import close_after_response
+from .wire import storable
 
 _json = msgspec.json.Encoder()
 
@@ -124,11 +128,41 @@ async def _decode_body(request: web.Request, body_type: type[Any]) -> Any:
             "unsupported_media_type",
             f"the body must be application/json, not {request.content_type or 'nothing'}",
         )
-    raw = await request.read()
+    body_timeout = request.app[SETTINGS].body_timeout
+    try:
+        async with asyncio.timeout(body_timeout):
+            raw = await request.read()
+    except TimeoutError:
+        # A client that stops sending mid-body must hold neither this handler nor the connection.
+        close_after_response(request)
+        raise ApiError(
+            408,
+            "request_timeout",
+            f"the request body did not arrive within {body_timeout:g} s",
+            headers={"Connection": "close"},
+        ) from None
+    except web.RequestPayloadError:
+        # Body framing aiohttp's parser refused (a bad chunk): the client's error, not ours,
+        # and the connection cannot be read on.
+        close_after_response(request)
+        raise ApiError(
+            400, "bad_request", "malformed request body", headers={"Connection": "close"}
+        ) from None
     try:
         return msgspec.json.decode(raw, type=body_type)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
         raise from_validation(exc) from None
+    except UnicodeDecodeError:
+        # msgspec checks UTF-8 only when it makes a str, and then raises this.
+        raise invalid("$", "the body is not UTF-8") from None
+
+
+def _check_storable(request: web.Request) -> None:
+    """Path and query parameters are text PostgreSQL can hold: no NUL (and nothing that is
+    not UTF-8). Checked at the edge, so no query ever sees one."""
+    for name, value in (*request.match_info.items(), *request.query.items()):
+        if not storable(value):
+            raise invalid(name, "must not contain NUL or characters that are not UTF-8")
 
 
 def bind(
@@ -143,6 +177,7 @@ def bind(
             principal, account = await authenticator().resolve(request.headers.get("Authorization"))
             if principal.kind not in endpoint.auth:
                 raise forbidden(f"this endpoint is not for the {principal.kind}")
+        _check_storable(request)
         body = await _decode_body(request, endpoint.body) if endpoint.body else None
         query = _decode_query(request, endpoint.query) if endpoint.query else None
         return await endpoint.handler(Context(request, principal, account, body, query))

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 
 import msgspec
 import structlog
 from aiohttp import web
+
+from eventstore.database import unavailable
 
 from .wire import FieldError, Problem
 
@@ -63,6 +66,7 @@ def invalid(field: str, message: str) -> ApiError:
     )
 
 
+_FIELD = re.compile(r"^`(?P<field>\w+)`: (?P<message>.*)$", re.DOTALL)
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]+)`)?$", re.DOTALL)
 
 
@@ -72,10 +76,14 @@ def from_validation(
     """A 422 from msgspec's message (``Expected `int`, got `str` - at `$.limit```)."""
     match = _AT_PATH.match(str(exc))
     assert match is not None
-    path = match.group("path") or root
-    if root != "$" and path.startswith("$."):
-        path = path[2:]  # query parameters are named plainly
-    return invalid(path, match.group("message"))
+    path, message = match.group("path") or "$", match.group("message")
+    # A struct's own check (``__post_init__``) names the field it failed on: "`at`: ...".
+    field = _FIELD.match(message)
+    if field is not None:
+        path, message = f"{path}.{field.group('field')}", field.group("message")
+    if root != "$":
+        path = root if path == "$" else path.removeprefix("$.")  # query parameters: plainly
+    return invalid(path, message)
 
 
 def problem_response(error: ApiError) -> web.Response:
@@ -111,9 +119,59 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return problem_response(
             ApiError(exc.status, _CODES.get(exc.status, "error"), exc.reason, headers=_allow(exc))
         )
-    except Exception:
+    except Exception as exc:
+        if unavailable(exc):
+            return _database_unavailable(request, exc)
         log.exception("request_failed", method=request.method, path=request.path)
         return problem_response(ApiError(500, "internal_error", "an unexpected error occurred"))
+
+
+# Seconds a client is asked to wait before trying again while the database cannot be reached.
+RETRY_AFTER_SECONDS = 2
+
+
+class DatabaseHealth:
+    """Whether the database answers, as this process last found it. An outage is logged once
+    as it starts (``database_unavailable``) and once as the database answers again
+    (``database_recovered``, with its duration), however many requests meet it."""
+
+    def __init__(self) -> None:
+        self._down_since: float | None = None
+
+    @property
+    def up(self) -> bool:
+        return self._down_since is None
+
+    def failed(self, error: BaseException) -> None:
+        """The database could not be reached (``error`` says how)."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            detail = str(error) or repr(error)
+            log.warning("database_unavailable", error=type(error).__name__, detail=detail)
+
+    def answered(self) -> None:
+        """The database answered (called on every connection back from use: cheap)."""
+        if self._down_since is not None:
+            outage = time.monotonic() - self._down_since
+            self._down_since = None
+            log.info("database_recovered", outage_seconds=round(outage, 3))
+
+
+def _database_unavailable(request: web.Request, exc: Exception) -> web.Response:
+    # Imported here: the app's keys name the services, and they all import this module.
+    from .appkeys import DATABASE_HEALTH
+
+    health = request.app.get(DATABASE_HEALTH)
+    if health is not None:
+        health.failed(exc)
+    return problem_response(
+        ApiError(
+            503,
+            "database_unavailable",
+            "the database cannot be reached; try again shortly",
+            headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        )
+    )
 
 
 def _allow(exc: web.HTTPException) -> dict[str, str]:

@@ -81,6 +81,12 @@ class Metrics:
             "The highest position in the event log (measured at scrape).",
             registry=self.registry,
         )
+        self.database_up = Gauge(
+            "watchledger_database_up",
+            "1 while the database answers, 0 while it cannot be reached (as this process last"
+            " found it; projection lag and log head keep their last known values meanwhile).",
+            registry=self.registry,
+        )
 
     def watch_runners(self, runners: Sequence[ProjectionRunner]) -> None:
         self.registry.register(_RunnerCollector(runners))

@@ -14,6 +14,7 @@ from .endpoints import Endpoint
 _REF = "#/components/schemas/{name}"
 # Every endpoint with a body can answer these; every authenticated one, 401 and 403.
 _COMMON_BODY_ERRORS = {
+    408: "The body did not arrive within `WATCHLEDGER_BODY_TIMEOUT` (`request_timeout`).",
     413: "Body over 1 MiB (`request_too_large`), or a batch over 1,000 items (`batch_too_large`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",
     422: "Invalid body (`invalid_request`, with field-level `errors`).",
@@ -21,7 +22,26 @@ _COMMON_BODY_ERRORS = {
 _AUTH_ERRORS = {
     401: "No token, or an unknown one (`unauthorized`).",
     403: "A known token that may not call this endpoint (`forbidden`).",
+    # Every authenticated endpoint reads the database (a token names its owner's stored hash).
+    503: "The database cannot be reached (`database_unavailable`); retry after `Retry-After`.",
 }
+_DESCRIPTION = """Watch state, history and sync for movies and TV, on an append-only log.
+
+**Titles.** A title is named by its Plex id: `plex://movie/<24 hex>`, `plex://show/...`,
+`plex://season/...` or `plex://episode/...`. Music (`plex://artist|album|track/...`) is not
+synced (`music_not_synced`); any other form — legacy agents such as
+`com.plexapp.agents.imdb://...`, `local://...`, a malformed id — is `unsupported_guid`. A movie
+with an edition, and in-progress playback, are not synced either.
+
+**Retries are safe with a client id.** Give each action an `id` (a UUID of your own): sending it
+again — after a timeout, a lost answer, a crash — answers `duplicate` and records nothing more.
+Without an `id`, an action with the same title, type, time and rating as a recorded one is the
+duplicate (so a server echoing back a change it was sent records nothing).
+
+**Errors** are `application/problem+json` with a stable `code`. Malformed HTTP gets 400
+`bad_request`; while the database cannot be reached, 503 `database_unavailable` with
+`Retry-After`.
+"""
 
 
 def _schema_hook(type_: Any) -> dict[str, Any]:
@@ -95,8 +115,7 @@ def build_openapi(endpoints: Sequence[Endpoint], *, version: str) -> dict[str, A
         "info": {
             "title": "watchledger",
             "version": version,
-            "description": "Watch state, history and sync for movies and TV, "
-            "on an append-only log.",
+            "description": _DESCRIPTION,
         },
         "paths": paths,
         "components": {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import asyncpg
@@ -10,6 +11,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from eventstore import database as db
 from eventstore import migrations
 from projections import runner as projection_runner
 from projections.domain import Account
@@ -18,6 +20,7 @@ from . import wire
 from .accounts import AccountService
 from .appkeys import (
     ACCOUNTS,
+    DATABASE_HEALTH,
     METRICS,
     MIGRATION_PACKAGES,
     OPENAPI,
@@ -25,6 +28,7 @@ from .appkeys import (
     PROJECTION_NAMES,
     SERVERS,
     STORE,
+    STREAM_SLOTS,
 )
 from .endpoints import Context, Endpoint, json_response
 from .errors import ApiError, invalid
@@ -75,11 +79,26 @@ async def readyz(ctx: Context[None, None]) -> web.StreamResponse:
 
 
 async def metrics(ctx: Context[None, None]) -> web.StreamResponse:
-    registry = ctx.request.app[METRICS]
-    registry.long_polls.set(ctx.request.app[SERVERS].wakeups.waiting)
-    for item in await _projection_status(ctx.request.app[POOL]):
-        registry.lag.labels(item.name).set(item.lag)
-        registry.head.set(item.head)
+    app = ctx.request.app
+    registry = app[METRICS]
+    health = app[DATABASE_HEALTH]
+    registry.long_polls.set(app[SERVERS].wakeups.waiting)
+    # Lag and head are measured now if the database answers soon; if not, the gauges keep the
+    # last values measured (a scrape must answer during an outage, or every series is lost).
+    try:
+        async with asyncio.timeout(2.0):
+            status = await _projection_status(app[POOL])
+    except TimeoutError:
+        pass  # slow, or gone: a request that meets it says which
+    except Exception as exc:
+        if not db.unavailable(exc):
+            raise
+        health.failed(exc)
+    else:
+        for item in status:
+            registry.lag.labels(item.name).set(item.lag)
+            registry.head.set(item.head)
+    registry.database_up.set(1 if health.up else 0)
     return web.Response(
         body=generate_latest(registry.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )
@@ -149,6 +168,8 @@ async def admin_events(ctx: Context[None, wire.EventsQuery]) -> web.StreamRespon
     if query.cursor is not None:
         try:
             after = int(query.cursor)
+            if not 0 <= after <= wire.MAX_BIGINT:
+                raise ValueError(query.cursor)
         except ValueError:
             raise ApiError(
                 422,
@@ -218,18 +239,28 @@ async def get_server(ctx: Context[None, None]) -> web.StreamResponse:
 
 async def grant_access(ctx: Context[None, None]) -> web.StreamResponse:
     server = await _own_server(ctx)
-    await _servers(ctx).set_access(server, ctx.request.match_info["account"], granted=True)
+    await _servers(ctx).set_access(server, ctx.request.match_info["account"], offered=True)
     return web.Response(status=204)
 
 
 async def revoke_access(ctx: Context[None, None]) -> web.StreamResponse:
     server = await _own_server(ctx)
-    await _servers(ctx).set_access(server, ctx.request.match_info["account"], granted=False)
+    await _servers(ctx).set_access(server, ctx.request.match_info["account"], offered=False)
     return web.Response(status=204)
 
 
 async def my_servers(ctx: Context[None, None]) -> web.StreamResponse:
     return json_response(await _servers(ctx).servers_of(_me(ctx)))
+
+
+async def accept_server(ctx: Context[None, None]) -> web.StreamResponse:
+    await _servers(ctx).accept(_me(ctx), ctx.request.match_info["sid"])
+    return web.Response(status=204)
+
+
+async def leave_server(ctx: Context[None, None]) -> web.StreamResponse:
+    await _servers(ctx).leave(_me(ctx), ctx.request.match_info["sid"])
+    return web.Response(status=204)
 
 
 def _this_server(ctx: Context[Any, Any]) -> str:
@@ -255,7 +286,11 @@ async def server_events(ctx: Context[wire.ServerEvents, None]) -> web.StreamResp
 
 async def server_changes(ctx: Context[None, wire.ChangesQuery]) -> web.StreamResponse:
     sid = _this_server(ctx)
-    return json_response(await _servers(ctx).changes(sid, ctx.query))
+    if ctx.query.wait <= 0:
+        return json_response(await _servers(ctx).changes(sid, ctx.query))
+    assert ctx.principal is not None
+    with ctx.request.app[STREAM_SLOTS].hold(ctx.principal):
+        return json_response(await _servers(ctx).changes(sid, ctx.query))
 
 
 _SERVER_ERRORS = {404: "No such server (`not_found`)."}
@@ -382,11 +417,38 @@ ENDPOINTS: list[Endpoint] = [
         "GET",
         "/v1/me/servers",
         my_servers,
-        "Servers owned by or shared with me.",
+        "Servers with access to me (owned, or shared and accepted), and offers waiting.",
         "getMyServers",
         "me",
         auth=("account",),
-        responses={200: (wire.ServerList, "The servers.")},
+        responses={200: (wire.ServerList, "The servers, and the offers.")},
+    ),
+    Endpoint(
+        "PUT",
+        "/v1/me/servers/{sid}",
+        accept_server,
+        "Accept the owner's offer of a server: from now on it may read and write my watch "
+        "state (while sync is on). Already accepted, or my own: nothing changes.",
+        "acceptServer",
+        "me",
+        auth=("account",),
+        responses={204: (None, "Accepted.")},
+        errors={404: "No such server, or no offer of it (`not_found`)."},
+    ),
+    Endpoint(
+        "DELETE",
+        "/v1/me/servers/{sid}",
+        leave_server,
+        "Decline the offer of a server, or leave a shared one: its pending changes for me are "
+        "dropped and its events for me are refused (`no_access`) from now on.",
+        "leaveServer",
+        "me",
+        auth=("account",),
+        responses={204: (None, "Declined or left (or neither was needed).")},
+        errors={
+            404: "No such server (`not_found`).",
+            422: "My own server (`invalid_request`).",
+        },
     ),
     Endpoint(
         "POST",
@@ -418,22 +480,24 @@ ENDPOINTS: list[Endpoint] = [
         "PUT",
         "/v1/servers/{sid}/access/{account}",
         grant_access,
-        "Share the server with an account (owner only).",
+        "Offer the server to an account (owner only): it has access once the account accepts "
+        "(`PUT /v1/me/servers/{sid}`).",
         "grantAccess",
         "servers",
         auth=("account",),
-        responses={204: (None, "Shared.")},
+        responses={204: (None, "Offered (or already offered or accepted).")},
         errors={404: "No such server or account (`not_found`)."},
     ),
     Endpoint(
         "DELETE",
         "/v1/servers/{sid}/access/{account}",
         revoke_access,
-        "Stop sharing the server with an account (owner only; not the owner's own).",
+        "Withdraw the offer of the server to an account, or revoke its access (owner only; not "
+        "the owner's own).",
         "revokeAccess",
         "servers",
         auth=("account",),
-        responses={204: (None, "Not shared.")},
+        responses={204: (None, "Not offered, not shared.")},
         errors={
             404: "No such server or account (`not_found`).",
             422: "The owner's own access (`invalid_request`).",
@@ -454,12 +518,14 @@ ENDPOINTS: list[Endpoint] = [
         "GET",
         "/v1/servers/{sid}/changes",
         server_changes,
-        "This server's pending changes; `cursor` acknowledges earlier ones; `wait` holds.",
+        "This server's pending changes; `cursor` acknowledges earlier ones; `wait` holds "
+        "(a token may hold a few long-polls at once: `WATCHLEDGER_MAX_STREAMS_PER_TOKEN`).",
         "getServerChanges",
         "servers",
         auth=("server",),
         query=wire.ChangesQuery,
         responses={200: (wire.Changes, "Pending changes (maybe none), the next cursor.")},
+        errors={429: "This token holds too many long-polls already (`rate_limited`)."},
     ),
     Endpoint(
         "GET",

@@ -14,6 +14,7 @@ from aiohttp import web
 from .api import background_tasks, create_app
 from .config import Settings
 from .embedded import EmbeddedPostgres
+from .httpserver import GuardedAppRunner
 
 log = structlog.get_logger(__name__)
 
@@ -33,8 +34,9 @@ async def serve(
     settings: Settings, database_url: str, *, started: asyncio.Event | None = None
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then let in-flight requests finish."""
-    runner = web.AppRunner(
+    runner = GuardedAppRunner(
         create_app(settings, database_url),
+        settings,
         handle_signals=False,
         shutdown_timeout=settings.shutdown_timeout,
         access_log=None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from eventstore import Event, EventStore, LogCursor, NewEvent, Wakeups
-from eventstore.database import CONNECTION_BROKEN
+from eventstore.database import CONNECTION_BROKEN, Connection
 from projections import domain
 from projections.domain import Account
 
@@ -130,6 +130,8 @@ class ServerService:
         return None if server is None else server.token_hash
 
     async def get(self, server_id: str) -> ServerRecord | None:
+        if not domain.SERVER_ID.match(server_id):
+            return None  # not a server id (a token's claim, a path): no query
         row = await self.pool.fetchrow(QUERIES["server_get"], server_id)
         return None if row is None else ServerRecord(row)
 
@@ -158,19 +160,19 @@ class ServerService:
         event = domain.ServerRegistered(
             server_id=body.id, name=body.name, version=body.version, token_hash=digest
         )
-        # The registry row and the owner's event commit together: ids stay unique, the token
-        # works at once, and the log still says everything.
-        async with self.pool.acquire() as conn, conn.transaction():
+
+        async def add_to_registry(conn: Connection) -> None:
+            # The registry row and the owner's event commit together: ids stay unique, the
+            # token works at once, and the log still says everything.
             added = await conn.fetchval(
                 QUERIES["server_add"], body.id, owner.id, body.name, body.version, digest
             )
             if added is None:
                 raise ApiError(409, "server_exists", f"server {body.id!r} is registered")
-            [result] = await self.store.append(
-                domain.account_stream(owner.id), [domain.registry.new(event)], conn=conn
-            )
-        self.store.notify_appended()
-        await self._settle(result.cursor)
+
+        _, cursor = await self._accounts.decide(owner, lambda _: [event], within=add_to_registry)
+        assert cursor is not None
+        await self._settle(cursor)
         log.info("server_registered", server=body.id, owner=owner.id)
         return wire.CreatedServer(body.id, owner.id, body.name, body.version, token)
 
@@ -179,34 +181,60 @@ class ServerService:
         accounts = sorted({server.owner, *(row["account_id"] for row in rows)})
         return wire.ServerInfo(server.id, server.owner, server.name, server.version, accounts)
 
-    async def set_access(self, server: ServerRecord, account_id: str, granted: bool) -> None:
-        """Share the server with an account, or stop sharing it (idempotent)."""
+    async def set_access(self, server: ServerRecord, account_id: str, offered: bool) -> None:
+        """The owner offers the server to an account, or withdraws the offer / revokes the
+        access (idempotent). An offer takes effect when the account accepts it."""
         account = await self._load_account(account_id)
         if account is None:
             raise ApiError(404, "not_found", f"no account {account_id!r}")
         if account.id == server.owner:
-            if granted:
+            if offered:
                 return  # the owner always has access
             raise invalid("account", "the owner's access cannot be revoked")
+        decision = domain.offer_access if offered else domain.withdraw_access
+        await self._change_access(account, server.id, decision)
 
-        def change(account: Account) -> list[Event]:
-            if (server.id in account.granted_servers) == granted:
-                return []
-            if granted:
-                return [domain.AccessGranted(server_id=server.id)]
-            return [domain.AccessRevoked(server_id=server.id)]
+    async def accept(self, account: Account, server_id: str) -> None:
+        """The account accepts the owner's offer of a server (idempotent)."""
+        server = await self.require(server_id)
 
-        _, cursor = await self._accounts.decide(account, change)
+        def accept(account: Account, server_id: str) -> list[Event]:
+            try:
+                return domain.accept_access(account, server_id)
+            except domain.NoOffer:
+                raise ApiError(
+                    404, "not_found", f"no offer of server {server.id!r} to accept"
+                ) from None
+
+        await self._change_access(account, server.id, accept)
+
+    async def leave(self, account: Account, server_id: str) -> None:
+        """The account declines the offer of a server, or leaves it (idempotent)."""
+        server = await self.require(server_id)
+        if server.owner == account.id:
+            raise invalid("sid", "an account cannot leave its own server")
+        await self._change_access(account, server.id, domain.leave_access)
+
+    async def _change_access(
+        self, account: Account, server_id: str, decision: Callable[[Account, str], list[Event]]
+    ) -> None:
+        _, cursor = await self._accounts.decide(account, lambda a: decision(a, server_id))
         if cursor is not None:
-            log.info("server_access_changed", server=server.id, account=account.id, granted=granted)
-            # The grant's backfill (or the revocation's drop) is queued before we answer.
+            log.info("server_access_changed", server=server_id, account=account.id)
+            # An acceptance's backfill (or the drop of a revocation) is queued before we answer.
             await self._settle(cursor)
 
     async def servers_of(self, account: Account) -> wire.ServerList:
-        rows = await self.pool.fetch(QUERIES["servers_get"], sorted(account.servers))
-        return wire.ServerList(
-            [wire.ServerSummary(r["server_id"], r["name"], r["owner"], r["version"]) for r in rows]
-        )
+        ids = sorted(account.servers | account.offered_servers)
+        rows = {r["server_id"]: r for r in await self.pool.fetch(QUERIES["servers_get"], ids)}
+
+        def summaries(ids: frozenset[str]) -> list[wire.ServerSummary]:
+            return [
+                wire.ServerSummary(r["server_id"], r["name"], r["owner"], r["version"])
+                for r in (rows[i] for i in sorted(ids) if i in rows)
+            ]
+
+        return wire.ServerList(summaries(account.servers), summaries(account.offered_servers))
 
     # -- server-originated events -------------------------------------------------------------
 
@@ -216,12 +244,11 @@ class ServerService:
         """A server's batch: a result per event, in order. Each account's accepted events are
         appended in one transaction (one account per transaction)."""
         now = now or datetime.now(UTC)
-        accounts: dict[str, Account | None] = {}
-        decisions: list[tuple[str, NewEvent | wire.Rejected]] = []
-        for item in events:
-            if item.account not in accounts:
-                accounts[item.account] = await self._load_account(item.account)
-            decisions.append((item.account, _decide(accounts[item.account], server_id, item, now)))
+        accounts = await self._accounts.load_many({item.account for item in events})
+        decisions = [
+            (item.account, _decide(accounts.get(item.account), server_id, item, now))
+            for item in events
+        ]
 
         by_account: dict[str, list[int]] = {}
         for i, (account_id, _) in enumerate(decisions):
@@ -247,8 +274,6 @@ class ServerService:
         after = 0
         if query.cursor is not None:
             after = decode_cursor(query.cursor, int)
-            if after < 0:
-                raise invalid("cursor", "not a cursor this API issued")
             await self.pool.execute(QUERIES["queue_ack"], server_id, after)
         deadline = time.monotonic() + query.wait
         wakeups = self.wakeups.for_server(server_id)

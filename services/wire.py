@@ -7,18 +7,63 @@ OpenAPI document (``GET /v1/openapi.json``) is generated from them.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
 
-from projections.domain import AccountKind, ActionType, Visibility
+from projections.domain import SERVER_ID, AccountKind, ActionType, Visibility
 
 Timestamp = Annotated[
-    datetime, msgspec.Meta(tz=True, description="RFC 3339; outputs are UTC with Z")
+    datetime,
+    msgspec.Meta(
+        tz=True,
+        description="RFC 3339 with an offset; in UTC it must fall in years 1-9999. Outputs are "
+        "UTC with Z",
+    ),
 ]
 Limit = Annotated[int, msgspec.Meta(ge=1, le=1000, description="page size (default 100)")]
 MAX_BATCH = 1000
+# The largest position, sequence number or other bigint the database holds.
+MAX_BIGINT = 2**63 - 1
+# Free text that is stored (names, versions): no control characters, which also keeps out the
+# NUL that PostgreSQL text cannot hold.
+_TEXT = r"^[^\x00-\x1f\x7f]*$"
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL text can hold ``text``: no NUL, nothing that is not UTF-8."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def utc(at: datetime | None, field: str) -> datetime | None:
+    """``at`` in UTC (as stored and compared); a ValueError naming ``field`` when the offset
+    moves it outside years 1-9999."""
+    if at is None:
+        return None
+    try:
+        return at.astimezone(UTC)
+    except OverflowError:
+        raise ValueError(f"`{field}`: outside years 1-9999 once in UTC") from None
+
+
+GUID_DESCRIPTION = (
+    "The title's id. Synced: Plex Movie and TV ids `plex://movie|show|season|episode/<24 hex>`. "
+    "Music ids (`plex://artist|album|track/...`) are rejected as `music_not_synced`; any other "
+    "form (legacy agents such as `com.plexapp.agents.imdb://...`, `local://...`, malformed) "
+    "as `unsupported_guid`."
+)
+CLIENT_ID_DESCRIPTION = (
+    "Your id for this action (a UUID). Send one to make retries safe: an action with an id "
+    "already recorded is a `duplicate`, even if its other fields differ. Without one, an "
+    "action with the same title, type, time and rating as a recorded one is the duplicate."
+)
 
 
 class Problem(msgspec.Struct, omit_defaults=True):
@@ -49,7 +94,12 @@ class Status(msgspec.Struct):
 class CreateAccount(msgspec.Struct, forbid_unknown_fields=True):
     id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
     kind: AccountKind
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=200, pattern=_TEXT, description="no control characters"
+        ),
+    ]
 
 
 class CreatedAccount(msgspec.Struct):
@@ -83,12 +133,18 @@ class PatchMe(msgspec.Struct, forbid_unknown_fields=True):
 
 class Action(msgspec.Struct, forbid_unknown_fields=True):
     type: ActionType
-    guid: str
-    at: Timestamp | None = None
-    rating: int | None = None
-    id: Annotated[
-        uuid.UUID | None, msgspec.Meta(description="client id: the same id is a duplicate")
+    guid: Annotated[str, msgspec.Meta(description=GUID_DESCRIPTION)]
+    at: Annotated[
+        Timestamp | None,
+        msgspec.Meta(description="when the action was set (omitted: now); not over 5 min ahead"),
     ] = None
+    rating: Annotated[
+        int | None, msgspec.Meta(description="1-10 (10 = five stars): for `rated` only")
+    ] = None
+    id: Annotated[uuid.UUID | None, msgspec.Meta(description=CLIENT_ID_DESCRIPTION)] = None
+
+    def __post_init__(self) -> None:
+        self.at = utc(self.at, "at")
 
 
 class Actions(msgspec.Struct, forbid_unknown_fields=True):
@@ -152,6 +208,9 @@ class StateQuery(msgspec.Struct, forbid_unknown_fields=True):
     limit: Limit = 100
     cursor: str | None = None
 
+    def __post_init__(self) -> None:
+        self.updated_after = utc(self.updated_after, "updated_after")
+
 
 class HistoryItem(msgspec.Struct):
     id: uuid.UUID
@@ -188,7 +247,7 @@ class LogEventPage(msgspec.Struct):
 
 
 class EventsQuery(msgspec.Struct, forbid_unknown_fields=True):
-    after: Annotated[int, msgspec.Meta(ge=0)] = 0
+    after: Annotated[int, msgspec.Meta(ge=0, le=MAX_BIGINT)] = 0
     limit: Limit = 100
     cursor: str | None = None
 
@@ -206,13 +265,20 @@ class ProjectionStatusList(msgspec.Struct):
 
 # -- servers ----------------------------------------------------------------------------------
 
-ServerId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._:-]{1,128}$")]
+ServerId = Annotated[str, msgspec.Meta(pattern=SERVER_ID.pattern)]
 
 
 class CreateServer(msgspec.Struct, forbid_unknown_fields=True):
     id: Annotated[ServerId, msgspec.Meta(description="the server's machine identifier")]
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
-    version: Annotated[str, msgspec.Meta(description="at least 1.27.2", max_length=64)]
+    name: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=200, pattern=_TEXT, description="no control characters"
+        ),
+    ]
+    version: Annotated[
+        str, msgspec.Meta(description="at least 1.27.2", max_length=64, pattern=_TEXT)
+    ]
     owner: Annotated[
         str | None, msgspec.Meta(description="the owning account: required for the operator")
     ] = None
@@ -242,17 +308,35 @@ class ServerSummary(msgspec.Struct):
 
 
 class ServerList(msgspec.Struct):
-    items: list[ServerSummary]
+    items: Annotated[
+        list[ServerSummary],
+        msgspec.Meta(description="servers with access to me: owned, or shared and accepted"),
+    ]
+    offers: Annotated[list[ServerSummary], msgspec.Meta(description="shares waiting for my answer")]
 
 
 class ServerEvent(msgspec.Struct, forbid_unknown_fields=True):
     account: str
     type: Literal["watched", "unwatched", "rated", "unrated", "progress"]
-    guid: str
-    at: Timestamp | None = None
+    guid: Annotated[str, msgspec.Meta(description=GUID_DESCRIPTION)]
+    at: Annotated[
+        Timestamp | None,
+        msgspec.Meta(description="when the action was set (omitted: now); not over 5 min ahead"),
+    ] = None
     rating: int | None = None
-    edition: str | None = None
-    baseline: bool = False
+    edition: Annotated[
+        str | None, msgspec.Meta(description="a movie's edition: not synced when set")
+    ] = None
+    baseline: Annotated[
+        bool,
+        msgspec.Meta(
+            description="a baseline record (answering a baseline_request): starts a title's "
+            "history only if it has none"
+        ),
+    ] = False
+
+    def __post_init__(self) -> None:
+        self.at = utc(self.at, "at")
 
 
 class ServerEvents(msgspec.Struct, forbid_unknown_fields=True):

@@ -132,19 +132,23 @@ async def make_client(
     make_database: Callable[..., Any],
 ) -> AsyncIterator[Callable[..., Any]]:
     """Factory of clients of a real running server (closed before the databases go)."""
-    from aiohttp.test_utils import TestClient, TestServer
+    from aiohttp.test_utils import TestClient
 
     from services.api import create_app
     from services.config import Settings
     from tests.api import OPERATOR_TOKEN
+    from tests.guarded import GuardedTestServer
 
     clients: list[TestClient[Any, Any]] = []
 
-    async def make(url: str | None = None, *, migrate: bool = True) -> TestClient[Any, Any]:
+    async def make(
+        url: str | None = None, *, migrate: bool = True, **overrides: Any
+    ) -> TestClient[Any, Any]:
+        """A client of a new server; ``overrides``: settings other than the defaults."""
         url = url or await make_database()
-        settings = Settings(operator_token=OPERATOR_TOKEN)
+        settings = Settings(operator_token=OPERATOR_TOKEN, **overrides)
         client: TestClient[Any, Any] = TestClient(
-            TestServer(create_app(settings, url, migrate=migrate))
+            GuardedTestServer(create_app(settings, url, migrate=migrate), settings)
         )
         await client.start_server()
         clients.append(client)

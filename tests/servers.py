@@ -25,11 +25,37 @@ async def register(
     return bearer((await response.json())["token"])
 
 
-async def grant(
+async def offer(
     client: TestClient[Any, Any], owner: dict[str, str], server_id: str, account: str
 ) -> None:
+    """The owner shares a server: an offer the account must accept."""
     response = await client.put(f"/v1/servers/{server_id}/access/{account}", headers=owner)
     assert response.status == 204, await response.text()
+
+
+async def accept(client: TestClient[Any, Any], headers: dict[str, str], server_id: str) -> None:
+    """The account accepts the offer of a server."""
+    response = await client.put(f"/v1/me/servers/{server_id}", headers=headers)
+    assert response.status == 204, await response.text()
+
+
+async def leave(client: TestClient[Any, Any], headers: dict[str, str], server_id: str) -> None:
+    """The account declines the offer of a server, or leaves it."""
+    response = await client.delete(f"/v1/me/servers/{server_id}", headers=headers)
+    assert response.status == 204, await response.text()
+
+
+async def grant(
+    client: TestClient[Any, Any],
+    owner: dict[str, str],
+    server_id: str,
+    account: str,
+    headers: dict[str, str],
+) -> None:
+    """Share a server with an account, which accepts: it has access (``headers``: the
+    account's)."""
+    await offer(client, owner, server_id, account)
+    await accept(client, headers, server_id)
 
 
 async def revoke(
@@ -86,7 +112,10 @@ async def setup_owner_with_server(
 
 __all__ = [
     "OPERATOR",
+    "accept",
     "grant",
+    "leave",
+    "offer",
     "pull",
     "register",
     "revoke",

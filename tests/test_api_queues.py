@@ -4,6 +4,7 @@ revocation, sync off/on, long-poll; and privacy."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -147,7 +148,7 @@ async def test_a_newly_shared_server_gets_the_whole_state(client: TestClient[Any
     await post_actions(client, bob, {"type": "watched", "guid": EPISODE, "at": t(1)})
     await settle(client)
 
-    await grant(client, owner, "srv-a", "bob")  # answers once the backfill is queued
+    await grant(client, owner, "srv-a", "bob", bob)  # answers once the backfill is queued
     changes, _ = await pull(client, "srv-a", srv)
 
     assert sorted(changes, key=lambda c: c["kind"]) == [
@@ -161,7 +162,7 @@ async def test_a_grant_while_sync_is_off_queues_nothing(client: TestClient[Any, 
     await drain(client, "srv-a", srv)
     bob = await create_account(client, "bob")
     await post_actions(client, bob, {"type": "watched", "guid": EPISODE, "at": t(1)})
-    await grant(client, owner, "srv-a", "bob")
+    await grant(client, owner, "srv-a", "bob", bob)
     await settle(client)
     nothing, _ = await pull(client, "srv-a", srv)
     assert nothing == []
@@ -174,7 +175,7 @@ async def test_revoking_access_drops_pending_items_and_queues_nothing_more(
     await drain(client, "srv-a", srv)
     bob = await create_account(client, "bob")
     await sync(client, bob, True)
-    await grant(client, owner, "srv-a", "bob")
+    await grant(client, owner, "srv-a", "bob", bob)
     await post_actions(client, bob, {"type": "watched", "guid": MOVIE, "at": t(1)})
     await settle(client)
 
@@ -249,7 +250,11 @@ async def test_a_long_poll_with_nothing_to_deliver_returns_empty_when_the_wait_e
     assert same == cursor
 
 
-async def test_waiting_long_polls_hold_no_database_connection(client: TestClient[Any, Any]) -> None:
+async def test_waiting_long_polls_hold_no_database_connection(
+    make_client: Callable[..., Any],
+) -> None:
+    # A thousand polls of one token: far over what one server is allowed in production.
+    client = await make_client(max_streams_per_token=1000, max_connections=2000)
     ann, srv = await setup_owner_with_server(client, "ann", "srv-a")
     cursor = await drain(client, "srv-a", srv)
     assert client.app is not None
@@ -279,6 +284,42 @@ async def test_waiting_long_polls_hold_no_database_connection(client: TestClient
         async with asyncio.timeout(20):
             results = await asyncio.gather(*polls)
     assert all([c["guid"] for c in changes] == [MOVIE] for changes in results)
+
+
+async def test_a_token_holds_a_bounded_number_of_long_polls(
+    make_client: Callable[..., Any],
+) -> None:
+    client = await make_client(max_streams_per_token=2)
+    ann, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    _, other = await setup_owner_with_server(client, "bob", "srv-b")
+    cursor = await drain(client, "srv-a", srv)
+    assert client.app is not None
+    waiting = client.app[SERVERS].wakeups.for_server("srv-a")
+
+    async def poll() -> list[dict[str, Any]]:
+        changes, _ = await pull(client, "srv-a", srv, cursor, wait="30")
+        return changes
+
+    held = [asyncio.create_task(poll()) for _ in range(2)]
+    async with asyncio.timeout(10):
+        await waiting.until_waiting(2)
+    third = await client.get(
+        "/v1/servers/srv-a/changes", params={"cursor": cursor, "wait": "30"}, headers=srv
+    )
+    await problem(third, 429, "rate_limited")
+    assert third.headers["Retry-After"] == "1"
+    # Without `wait` it is a plain read, and another token has slots of its own.
+    changes, _ = await pull(client, "srv-a", srv, cursor)
+    assert changes == []
+    await pull(client, "srv-b", other, wait="0.05")  # asserts a 200
+
+    await post_actions(client, ann, {"type": "watched", "guid": MOVIE, "at": t(1)})
+    async with asyncio.timeout(10):
+        results = await asyncio.gather(*held)
+    assert all([c["guid"] for c in r] == [MOVIE] for r in results)
+    # The slots are free again.
+    changes, _ = await pull(client, "srv-a", srv, cursor, wait="0.05")
+    assert [c["guid"] for c in changes] == [MOVIE]
 
 
 @pytest.mark.parametrize(
@@ -334,8 +375,9 @@ async def test_nothing_stored_links_an_event_to_the_server_that_sent_it(
     ]
     assert shapes == [("watch-zed", "watched", 1, ["at", "guid"])] * 3
 
-    # No row of any table but the server registry and the servers' own queues names a server.
-    registry_tables = {"servers", "sync_access", "sync_queue"}
+    # No row of any table but the server registry, who has access to what (the servers' queues,
+    # and the accounts' snapshots: which servers each owns or accepted) names a server.
+    registry_tables = {"servers", "sync_access", "sync_queue", "account_snapshots"}
     tables = [
         r["table_name"]
         for r in await pool.fetch(

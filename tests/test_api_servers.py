@@ -8,8 +8,21 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from projections import domain
+from services.appkeys import STORE
 from tests.api import EPISODE, MOVIE, MOVIE_2, OPERATOR, create_account, post_actions, settle, t
-from tests.servers import grant, pull, register, revoke, send, setup_owner_with_server, sync
+from tests.servers import (
+    accept,
+    grant,
+    leave,
+    offer,
+    pull,
+    register,
+    revoke,
+    send,
+    setup_owner_with_server,
+    sync,
+)
 from tests.test_api_conventions import problem
 
 # -- registration and access ------------------------------------------------------------------
@@ -119,31 +132,49 @@ async def test_who_may_see_a_server(client: TestClient[Any, Any]) -> None:
     await problem(await client.get("/v1/servers/nope", headers=ann), 404, "not_found")
 
 
-async def test_sharing_and_unsharing(client: TestClient[Any, Any]) -> None:
+async def test_a_share_is_an_offer_until_accepted(client: TestClient[Any, Any]) -> None:
     ann = await create_account(client, "ann")
     bob = await create_account(client, "bob")
-    await create_account(client, "cy")
+    cy = await create_account(client, "cy")
     await register(client, ann, "srv-a")
 
-    await grant(client, ann, "srv-a", "bob")
-    await grant(client, ann, "srv-a", "bob")  # again: nothing changes
-    await grant(client, ann, "srv-a", "cy")
-    await grant(client, ann, "srv-a", "ann")  # the owner has access anyway
+    await offer(client, ann, "srv-a", "bob")
+    await offer(client, ann, "srv-a", "bob")  # again: nothing changes
+    await offer(client, ann, "srv-a", "cy")
+    await offer(client, ann, "srv-a", "ann")  # the owner has access anyway
     info = await (await client.get("/v1/servers/srv-a", headers=ann)).json()
-    assert info["accounts"] == ["ann", "bob", "cy"]
+    assert info["accounts"] == ["ann"]  # offers are not access
+    srv_a = {"id": "srv-a", "name": "SRV-A", "owner": "ann", "version": "1.32.5.7349"}
     mine = await (await client.get("/v1/me/servers", headers=bob)).json()
-    assert mine == {
-        "items": [{"id": "srv-a", "name": "SRV-A", "owner": "ann", "version": "1.32.5.7349"}]
-    }
+    assert mine == {"items": [], "offers": [srv_a]}
 
-    await revoke(client, ann, "srv-a", "cy")
-    await revoke(client, ann, "srv-a", "cy")  # again: nothing changes
+    await accept(client, bob, "srv-a")
+    await accept(client, bob, "srv-a")  # again: nothing changes
     info = await (await client.get("/v1/servers/srv-a", headers=ann)).json()
     assert info["accounts"] == ["ann", "bob"]
+    mine = await (await client.get("/v1/me/servers", headers=bob)).json()
+    assert mine == {"items": [srv_a], "offers": []}
+
+    await leave(client, cy, "srv-a")  # declines the offer
+    await problem(await client.put("/v1/me/servers/srv-a", headers=cy), 404, "not_found")
+    await offer(client, ann, "srv-a", "cy")  # offered again
+    await revoke(client, ann, "srv-a", "cy")  # and withdrawn
+    await revoke(client, ann, "srv-a", "cy")  # again: nothing changes
+    await problem(await client.put("/v1/me/servers/srv-a", headers=cy), 404, "not_found")
+    assert (await (await client.get("/v1/me/servers", headers=cy)).json())["offers"] == []
+
+    await leave(client, bob, "srv-a")  # leaves the shared server
+    await leave(client, bob, "srv-a")  # again: nothing changes
+    info = await (await client.get("/v1/servers/srv-a", headers=ann)).json()
+    assert info["accounts"] == ["ann"]
+
     await problem(
         await client.delete("/v1/servers/srv-a/access/ann", headers=ann), 422, "invalid_request"
     )
-
+    await problem(await client.delete("/v1/me/servers/srv-a", headers=ann), 422, "invalid_request")
+    await accept(client, ann, "srv-a")  # the owner's own: it has access
+    await problem(await client.put("/v1/me/servers/nope", headers=bob), 404, "not_found")
+    await problem(await client.delete("/v1/me/servers/nope", headers=bob), 404, "not_found")
     await problem(await client.put("/v1/servers/srv-a/access/bob", headers=bob), 403, "forbidden")
     await problem(
         await client.put("/v1/servers/srv-a/access/nobody", headers=ann), 404, "not_found"
@@ -158,10 +189,86 @@ async def test_sharing_and_unsharing(client: TestClient[Any, Any]) -> None:
     ]
     assert server_events == [
         ("account-ann", "server_registered", "srv-a"),
-        ("account-bob", "access_granted", "srv-a"),
-        ("account-cy", "access_granted", "srv-a"),
+        ("account-bob", "access_offered", "srv-a"),
+        ("account-cy", "access_offered", "srv-a"),
+        ("account-bob", "access_accepted", "srv-a"),
+        ("account-cy", "access_declined", "srv-a"),
+        ("account-cy", "access_offered", "srv-a"),
         ("account-cy", "access_revoked", "srv-a"),
+        ("account-bob", "access_left", "srv-a"),
     ]
+
+
+async def test_until_accepted_a_server_can_neither_read_nor_write_the_account(
+    client: TestClient[Any, Any],
+) -> None:
+    """Product rule 3: consent. Bob is offered Ann's server and has sync on; until he
+    accepts, the server gets nothing of his and its events for him are refused."""
+    ann, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    bob = await create_account(client, "bob")
+    await sync(client, bob, True)
+    await post_actions(client, bob, {"type": "watched", "guid": MOVIE, "at": t(1)})
+    await offer(client, ann, "srv-a", "bob")
+    await settle(client)
+
+    changes, cursor = await pull(client, "srv-a", srv)
+    assert all(c["account"] == "ann" for c in changes)
+    [refused] = await send(
+        client, "srv-a", srv, {"account": "bob", "type": "watched", "guid": EPISODE}
+    )
+    assert refused == {"status": "rejected", "code": "no_access"}
+
+    await accept(client, bob, "srv-a")  # answers once the backfill is queued
+    changes, cursor = await pull(client, "srv-a", srv, cursor)
+    assert sorted((c["kind"], c["account"], c.get("guid")) for c in changes) == [
+        ("baseline_request", "bob", None),
+        ("state", "bob", MOVIE),
+    ]
+    [recorded] = await send(
+        client, "srv-a", srv, {"account": "bob", "type": "watched", "guid": EPISODE}
+    )
+    assert recorded["status"] == "recorded"
+
+    # Bob leaves: what was pending for him goes, and the server is refused again.
+    await post_actions(client, bob, {"type": "watched", "guid": MOVIE_2, "at": t(2)})
+    await leave(client, bob, "srv-a")
+    changes, cursor = await pull(client, "srv-a", srv, cursor)
+    assert [c for c in changes if c["account"] == "bob"] == []
+    [refused] = await send(
+        client, "srv-a", srv, {"account": "bob", "type": "watched", "guid": MOVIE_2}
+    )
+    assert refused == {"status": "rejected", "code": "no_access"}
+    info = await (await client.get("/v1/servers/srv-a", headers=ann)).json()
+    assert info["accounts"] == ["ann"]
+
+
+async def test_shares_recorded_before_consent_are_offers(client: TestClient[Any, Any]) -> None:
+    """A legacy ``access_granted`` (written before shares needed consent) gives no access: it is
+    an offer the account can accept or decline."""
+    _, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    bob = await create_account(client, "bob")
+    await sync(client, bob, True)
+    app = client.app
+    assert app is not None
+    store = app[STORE]
+    version = await store.stream_version("account-bob")
+    await store.append(
+        "account-bob",
+        [domain.registry.new(domain.AccessGranted(server_id="srv-a"))],
+        expected_version=version,
+    )
+    await settle(client)
+    mine = await (await client.get("/v1/me/servers", headers=bob)).json()
+    assert ([s["id"] for s in mine["items"]], [s["id"] for s in mine["offers"]]) == ([], ["srv-a"])
+    [refused] = await send(
+        client, "srv-a", srv, {"account": "bob", "type": "watched", "guid": MOVIE}
+    )
+    assert refused == {"status": "rejected", "code": "no_access"}
+    await accept(client, bob, "srv-a")
+    [recorded] = await send(
+        client, "srv-a", srv, {"account": "bob", "type": "watched", "guid": MOVIE}
+    )
+    assert recorded["status"] == "recorded"
 
 
 async def test_my_servers_lists_owned_and_shared(client: TestClient[Any, Any]) -> None:
@@ -169,7 +276,7 @@ async def test_my_servers_lists_owned_and_shared(client: TestClient[Any, Any]) -
     bob = await create_account(client, "bob")
     await register(client, ann, "srv-a")
     await register(client, bob, "srv-b")
-    await grant(client, bob, "srv-b", "ann")
+    await grant(client, bob, "srv-b", "ann", ann)
     mine = await (await client.get("/v1/me/servers", headers=ann)).json()
     assert [(s["id"], s["owner"]) for s in mine["items"]] == [("srv-a", "ann"), ("srv-b", "bob")]
     await revoke(client, bob, "srv-b", "ann")
@@ -183,15 +290,17 @@ async def test_my_servers_lists_owned_and_shared(client: TestClient[Any, Any]) -
 async def test_every_outcome_of_a_server_event(client: TestClient[Any, Any]) -> None:
     owner, srv = await setup_owner_with_server(client, "ann", "srv-a")
     bob = await create_account(client, "bob")  # shared, sync on
-    await grant(client, owner, "srv-a", "bob")
+    await grant(client, owner, "srv-a", "bob", bob)
     await sync(client, bob, True)
-    await create_account(client, "cy")  # shared, sync off
-    await grant(client, owner, "srv-a", "cy")
+    cy = await create_account(client, "cy")  # shared, sync off
+    await grant(client, owner, "srv-a", "cy", cy)
     kid = await create_account(client, "kid", kind="managed")  # shared, managed
-    await grant(client, owner, "srv-a", "kid")
+    await grant(client, owner, "srv-a", "kid", kid)
     dee = await create_account(client, "dee")  # sync on, no access
     await sync(client, dee, True)
-    assert kid
+    eve = await create_account(client, "eve")  # sync on, offered but not accepted
+    await sync(client, eve, True)
+    await offer(client, owner, "srv-a", "eve")
 
     future = (datetime.now(UTC) + timedelta(minutes=10)).isoformat()
     cases: list[tuple[dict[str, Any], str]] = [
@@ -201,6 +310,7 @@ async def test_every_outcome_of_a_server_event(client: TestClient[Any, Any]) -> 
         ({"account": "nobody", "type": "watched", "guid": MOVIE}, "unknown_account"),
         ({"account": "kid", "type": "watched", "guid": MOVIE}, "managed_account"),
         ({"account": "dee", "type": "watched", "guid": MOVIE}, "no_access"),
+        ({"account": "eve", "type": "watched", "guid": MOVIE}, "no_access"),
         ({"account": "cy", "type": "watched", "guid": MOVIE}, "sync_disabled"),
         (
             {"account": "ann", "type": "watched", "guid": "plex://track/5d07cdd6403c640290f7d0a2"},
@@ -321,8 +431,8 @@ async def test_turning_sync_off_stops_server_events_but_keeps_what_was_recorded(
 
 async def test_a_managed_account_cannot_sync_from_servers(client: TestClient[Any, Any]) -> None:
     owner, srv = await setup_owner_with_server(client, "ann", "srv-a")
-    await create_account(client, "kid", kind="managed")
-    await grant(client, owner, "srv-a", "kid")
+    kid = await create_account(client, "kid", kind="managed")
+    await grant(client, owner, "srv-a", "kid", kid)
     [result] = await send(
         client, "srv-a", srv, {"account": "kid", "type": "watched", "guid": MOVIE}
     )
@@ -391,7 +501,7 @@ async def test_servers_do_not_see_queues_of_accounts_they_lost(
     owner, srv = await setup_owner_with_server(client, "ann", "srv-a")
     bob = await create_account(client, "bob")
     await sync(client, bob, True)
-    await grant(client, owner, "srv-a", "bob")
+    await grant(client, owner, "srv-a", "bob", bob)
     await post_actions(client, bob, {"type": "watched", "guid": MOVIE, "at": t(1)})
     await settle(client)
     await revoke(client, owner, "srv-a", "bob")

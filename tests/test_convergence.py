@@ -18,11 +18,13 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from tests.api import create_account, post_actions, settle
-from tests.servers import grant, pull, register, send, sync
+from tests.servers import grant, offer, pull, register, send, sync
 
 ACCOUNTS = ["u0", "u1", "u2", "u3", "u4"]
 OWNERS = {"s0": "u0", "s1": "u1", "s2": "u2"}
 SHARED = {"s0": ["u1", "u3"], "s1": ["u3", "u4"], "s2": ["u0", "u4"]}
+# Offered but never accepted: the server must never see or touch these accounts.
+PENDING = {"s0": ["u2"], "s1": ["u0"]}
 TITLES = [f"plex://movie/{i:024x}" for i in range(6)] + [
     f"plex://episode/{i:024x}" for i in range(6)
 ]
@@ -192,7 +194,9 @@ async def test_servers_and_the_service_converge(client: TestClient[Any, Any], se
     for sid, owner in OWNERS.items():
         headers = await register(client, tokens[owner], sid)
         for account in SHARED[sid]:
-            await grant(client, tokens[owner], sid, account)
+            await grant(client, tokens[owner], sid, account, tokens[account])
+        for account in PENDING.get(sid, []):
+            await offer(client, tokens[owner], sid, account)
         servers.append(SimServer(sid, headers, [owner, *SHARED[sid]]))
     actions: list[tuple[str, str, str, str]] = []  # (account, guid, type, at)
 
@@ -234,6 +238,13 @@ async def test_servers_and_the_service_converge(client: TestClient[Any, Any], se
             break
     else:
         pytest.fail("servers and service did not settle: an echo loop?")
+
+    # A server offered to an account that never accepted may not write to it either.
+    for server in servers:
+        for account in PENDING.get(server.sid, []):
+            event = {"account": account, "type": "watched", "guid": TITLES[0], "at": clock.tick()}
+            [result] = await send(client, server.sid, server.headers, event)
+            assert result == {"status": "rejected", "code": "no_access"}
 
     totals = {k: sum(s.counts[k] for s in servers) for k in servers[0].counts}
     assert all(totals.values()), totals  # every kind of trouble happened at least once

@@ -23,8 +23,10 @@ ALL_MIGRATIONS = [
     "eventstore/0002_idempotency_keys",
     "projections/0001_watch_state_and_history",
     "projections/0002_server_queues",
+    "projections/0003_shares_need_consent",
     "services/0001_service_secrets",
     "services/0002_servers",
+    "services/0003_account_snapshots",
 ]
 
 CATALOG = {
@@ -161,3 +163,53 @@ async def test_every_table_can_be_distributed_by_account(make_database: Callable
                 )
     finally:
         await conn.close()
+
+
+async def test_shares_recorded_before_consent_lose_their_access_on_upgrade(
+    make_database: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the release before consent (product rule 3): Bob's share of Ann's server
+    gave access at once. After the upgrade it is an offer: the queues forget Bob's access and
+    what was queued for him; Ann keeps her own server and her queue."""
+    from eventstore import EventStore
+    from projections import domain
+
+    url = await make_database(migrated=False)
+    discover = migrations.discover
+    before = {("projections", 3), ("services", 3)}
+    monkeypatch.setattr(
+        migrations,
+        "discover",
+        lambda package: [m for m in discover(package) if (m.package, m.version) not in before],
+    )
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrations.migrate(conn, MIGRATION_PACKAGES)
+        store = EventStore(pool)
+        new = domain.registry.new
+        for account in ("ann", "bob"):
+            created = domain.AccountCreated(account_id=account, kind="full", name="", token_hash="")
+            await store.append(f"account-{account}", [new(created)])
+        registered = domain.ServerRegistered(server_id="srv-a", name="", version="", token_hash="")
+        await store.append("account-ann", [new(registered)])
+        await store.append("account-bob", [new(domain.AccessGranted(server_id="srv-a"))])
+        await pool.execute(
+            "INSERT INTO sync_access VALUES ('ann', 'srv-a'), ('bob', 'srv-a');"
+            "INSERT INTO sync_queue VALUES ('ann', 'srv-a', 'state', 'g', 1),"
+            " ('bob', 'srv-a', 'state', 'g', 2), ('bob', 'srv-a', 'baseline_request', '', 3)"
+        )
+
+        monkeypatch.setattr(migrations, "discover", discover)
+        async with pool.acquire() as conn:
+            applied = await migrations.migrate(conn, MIGRATION_PACKAGES)
+        assert [m.label for m in applied] == [
+            "projections/0003_shares_need_consent",
+            "services/0003_account_snapshots",
+        ]
+        access = await pool.fetch("SELECT account_id, server_id FROM sync_access")
+        queue = await pool.fetch("SELECT account_id, seq FROM sync_queue")
+        assert [tuple(r) for r in access] == [("ann", "srv-a")]
+        assert [tuple(r) for r in queue] == [("ann", 1)]
+    finally:
+        await pool.close()

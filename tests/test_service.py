@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -102,7 +103,7 @@ async def test_migrate_command(
         return cli.main(["migrate", "--database-url", url, "--log-format", "json", *args])
 
     assert await asyncio.to_thread(run, "--status") == 1
-    assert "6 pending" in capsys.readouterr().out
+    assert "8 pending" in capsys.readouterr().out
     assert await asyncio.to_thread(run) == 0
     assert "applied eventstore/0001_event_log" in capsys.readouterr().out
     assert await asyncio.to_thread(run) == 0
@@ -177,8 +178,11 @@ async def _serve_until_ready(
     env: dict[str, str], *, before: list[bytes] | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
     """Start `watchledger serve`; return once it listens (lines printed until then go to
-    ``before``)."""
+    ``before``). Without a WATCHLEDGER_DATA_DIR of the test's, a throw-away one: a generated
+    operator token is written there, never into the user's own data folder."""
     port = _free_port()
+    if "WATCHLEDGER_DATA_DIR" not in env:
+        env = {**env, "WATCHLEDGER_DATA_DIR": tempfile.mkdtemp(prefix="watchledger-serve-")}
     proc = await asyncio.create_subprocess_exec(
         WATCHLEDGER,
         "serve",
@@ -303,16 +307,18 @@ async def test_in_flight_requests_finish_when_serve_is_told_to_stop(database_url
         assert await proc.wait() == 0
 
 
-async def test_without_a_configured_operator_token_one_is_generated_and_printed_once(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+async def test_without_a_configured_operator_token_one_is_generated_and_handed_over_once(
+    database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    # JSON logs (as _serve_until_ready asks): the token is written to a file, never printed.
     monkeypatch.delenv("WATCHLEDGER_OPERATOR_TOKEN", raising=False)
-    env = {"WATCHLEDGER_DATABASE_URL": database_url}
+    env = {"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_DATA_DIR": str(tmp_path)}
     printed: list[bytes] = []
     proc, port = await _serve_until_ready(env, before=printed)
-    tokens = [line.strip().decode() for line in printed if line.strip().startswith(b"wlo.")]
-    assert len(tokens) == 1
-    token = tokens[0]
+    token = (tmp_path / "operator-token").read_text().strip()
+    assert token.startswith("wlo.")
+    assert token.encode() not in b"".join(printed)
+    (tmp_path / "operator-token").unlink()
     assert len(token) >= 4 + 43  # "wlo." and 256 random bits
 
     async def operator_call(port: int, token: str) -> int:
@@ -331,7 +337,8 @@ async def test_without_a_configured_operator_token_one_is_generated_and_printed_
 
     printed.clear()
     proc, port = await _serve_until_ready(env, before=printed)
-    assert not [line for line in printed if b"wlo." in line]  # shown once, ever
+    assert not [line for line in printed if b"wlo." in line]
+    assert not (tmp_path / "operator-token").exists()  # handed over once, ever
     assert await operator_call(port, token) == 200  # and it still works
     events = await _stop(proc, signal.SIGTERM)
     assert token not in json.dumps(events)

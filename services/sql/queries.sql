@@ -10,6 +10,29 @@ INSERT INTO service_secrets (name, hash) VALUES ($1, $2)
 ON CONFLICT (name) DO NOTHING
 RETURNING hash;
 
+-- account_snapshots_get --
+-- Accounts' snapshots (null when none) and their streams' versions (null: no such account); a probe of the stream's key index, so a snapshot behind its stream is noticed: $1 account ids
+SELECT i.account_id, s.version, s.fold, s.state,
+       (SELECT max(e.version) FROM events e
+        WHERE e.account_id = i.account_id AND e.stream = 'account-' || i.account_id) AS stream_version
+FROM unnest($1::text[]) AS i(account_id)
+LEFT JOIN account_snapshots s ON s.account_id = i.account_id;
+
+-- account_snapshot_get --
+-- One account's snapshot, as account_snapshots_get (a plainer plan for the one-account case: every authenticated request): $1 account id
+SELECT i.account_id, s.version, s.fold, s.state,
+       (SELECT max(e.version) FROM events e
+        WHERE e.account_id = $1 AND e.stream = 'account-' || $1) AS stream_version
+FROM (SELECT $1::text AS account_id) AS i
+LEFT JOIN account_snapshots s ON s.account_id = $1;
+
+-- account_snapshot_put --
+-- Store an account's snapshot unless a newer one of the same fold is stored: $1 account id, $2 version, $3 fold version, $4 state
+INSERT INTO account_snapshots AS s (account_id, version, fold, state) VALUES ($1, $2, $3, $4)
+ON CONFLICT (account_id) DO UPDATE
+SET version = excluded.version, fold = excluded.fold, state = excluded.state, updated_at = now()
+WHERE s.fold <> excluded.fold OR s.version < excluded.version;
+
 -- server_add --
 -- Register a server; nothing if the id is taken: $1 id, $2 owner, $3 name, $4 version, $5 token hash
 INSERT INTO servers (server_id, owner, name, version, token_hash) VALUES ($1, $2, $3, $4, $5)

@@ -1,0 +1,25 @@
+"""Test servers that serve through the service's own guarded HTTP server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from services.config import Settings
+from services.httpserver import GuardedAppRunner
+
+
+class GuardedTestServer(TestServer):
+    """aiohttp's ``TestServer`` serving through ``GuardedAppRunner`` (with ``settings``' limits),
+    so tests run through the same protocol handler as ``watchledger serve``."""
+
+    def __init__(self, app: web.Application, settings: Settings, **kwargs: Any) -> None:
+        super().__init__(app, **kwargs)
+        self.settings = settings
+
+    async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
+        # BaseTestServer.start_server() builds its runner here (private hook; TestServer's own
+        # returns a plain AppRunner).
+        return GuardedAppRunner(self.app, self.settings, **kwargs)
