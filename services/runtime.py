@@ -34,6 +34,7 @@ async def serve(
     settings: Settings, database_url: str, *, started: asyncio.Event | None = None
 ) -> None:
     """Serve the API until SIGINT or SIGTERM, then let in-flight requests finish."""
+    await _check_listenable(settings.host, settings.port)
     runner = GuardedAppRunner(
         create_app(settings, database_url),
         settings,
@@ -68,3 +69,15 @@ async def serve(
             loop.remove_signal_handler(sig)
         await runner.cleanup()
         log.info("stopped")
+
+
+async def _check_listenable(host: str, port: int) -> None:
+    """Bind the address once before anything else starts: a busy port or an address not on
+    this machine fails at once (OSError), before the database is connected and the background
+    tasks are started only to be torn down half-way (asyncpg then reports connections cut in
+    their handshake). The real listener binds it again right after set-up."""
+    probe = await asyncio.get_running_loop().create_server(
+        asyncio.Protocol, host, port, reuse_address=True
+    )
+    probe.close()
+    await probe.wait_closed()

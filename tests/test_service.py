@@ -9,7 +9,6 @@ import os
 import signal
 import socket
 import sys
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -167,6 +166,13 @@ def test_logs_are_json_lines_off_a_terminal() -> None:
     assert lines[1]["logger"] == "aiohttp.access"
 
 
+@pytest.fixture(autouse=True)
+def own_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `watchledger` started here keeps its data folder (and a generated operator
+    token) in the test's own folder, never in the user's."""
+    monkeypatch.setenv("WATCHLEDGER_DATA_DIR", str(tmp_path / "data"))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -178,11 +184,8 @@ async def _serve_until_ready(
     env: dict[str, str], *, before: list[bytes] | None = None
 ) -> tuple[asyncio.subprocess.Process, int]:
     """Start `watchledger serve`; return once it listens (lines printed until then go to
-    ``before``). Without a WATCHLEDGER_DATA_DIR of the test's, a throw-away one: a generated
-    operator token is written there, never into the user's own data folder."""
+    ``before``)."""
     port = _free_port()
-    if "WATCHLEDGER_DATA_DIR" not in env:
-        env = {**env, "WATCHLEDGER_DATA_DIR": tempfile.mkdtemp(prefix="watchledger-serve-")}
     proc = await asyncio.create_subprocess_exec(
         WATCHLEDGER,
         "serve",
