@@ -29,7 +29,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from eventstore import EventStore, LogCursor, RecordedEvent, Wakeups
+from eventstore import EventStore, LogCursor, RecordedEvent, StreamName, Wakeups
 from eventstore.database import CONNECTION_BROKEN, Connection
 from eventstore.queries import load_queries
 
@@ -40,6 +40,13 @@ _CONNECTION_ERRORS = CONNECTION_BROKEN
 # A runner outlives these: it reconnects and resumes from its checkpoint (the database may be
 # restarting, or still being migrated).
 _INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
+# What makes an event poison: the fold itself fails on it (it cannot be decoded, a bug meets
+# it), or the database refuses its values (SQLSTATE classes 22 and 23). Other database errors
+# (a table missing mid-migration, resources) are not the event's fault: its batch is retried.
+_POISON: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+)
 # A batch that lost a deadlock or serialization race is simply tried again at once.
 _RACES: tuple[type[BaseException], ...] = (
     asyncpg.DeadlockDetectedError,
@@ -76,6 +83,7 @@ class ProjectionStats:
         self.applied = 0
         self.batches = 0
         self.errors = 0
+        self.dead_letters = 0
         self.active = False
         self.last_batch_seconds = 0.0
         self.cursor = LogCursor.START
@@ -197,30 +205,28 @@ class ProjectionRunner:
         started = time.perf_counter()
         new_cursor = events[-1].cursor
         try:
-            ops = [op for event in events for op in self.projection.apply(event)]
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception_type(_RACES),
-                stop=stop_after_attempt(5),
-                wait=wait_exponential(multiplier=0.01, max=0.5),
-                reraise=True,
-            ):
-                with attempt:
-                    await self._commit_batch(conn, ops, new_cursor)
+            await self._commit_retrying(conn, self._fold(events), new_cursor)
         except _CONNECTION_ERRORS:
             raise
-        except Exception as exc:  # noqa: BLE001 - any failure: roll back, report, retry later
-            # A bad event or a bug: the batch rolled back and the checkpoint did not move, so
-            # nothing is lost. Retry after a pause; the projection's lag shows it is stuck.
+        except Exception as exc:  # noqa: BLE001 - any failure: roll back, report, then see
+            # The batch rolled back and the checkpoint did not move, so nothing is lost.
             self.stats.errors += 1
             log.error(
                 "projection_batch_failed",
                 projection=self.name,
                 first_position=events[0].position,
                 last_position=events[-1].position,
-                error=repr(exc),
+                error=type(exc).__name__,
             )
-            await asyncio.sleep(self._error_delay)
-            return cursor
+            if not _poisoned(exc):
+                # Not the events' fault (say, a table missing mid-migration): retry after a
+                # pause; the projection's lag shows it is stuck.
+                await asyncio.sleep(self._error_delay)
+                return cursor
+            # Some event of the batch is poison: apply them one by one, dead-lettering those
+            # that fail, so the projection (and every write waiting for it) moves on.
+            for event in events:
+                await self._apply_one(conn, event)
         # Counted as soon as committed (no await in between), so the stats never lag the rows.
         self.stats.applied += len(events)
         self.stats.batches += 1
@@ -235,6 +241,63 @@ class ProjectionRunner:
         )
         return new_cursor
 
+    def _fold(self, events: Sequence[RecordedEvent]) -> list[Op]:
+        return [op for event in events for op in self.projection.apply(event)]
+
+    async def _commit_retrying(
+        self, conn: asyncpg.Connection[Any], ops: list[Op], cursor: LogCursor
+    ) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_RACES),
+            stop=stop_after_attempt(5),
+            wait=wait_exponential(multiplier=0.01, max=0.5),
+            reraise=True,
+        ):
+            with attempt:
+                await self._commit_batch(conn, ops, cursor)
+
+    async def _apply_one(self, conn: asyncpg.Connection[Any], event: RecordedEvent) -> None:
+        """Apply one event with its checkpoint; if it is poison, keep it as a dead letter
+        instead (with the checkpoint moved past it, in the same transaction)."""
+        try:
+            await self._commit_retrying(conn, self._fold([event]), event.cursor)
+            return
+        except _CONNECTION_ERRORS:
+            raise
+        except Exception as exc:
+            if not _poisoned(exc):
+                raise
+            error = exc
+        # The event's values are not in the log line (only where and what kind); the error's
+        # text goes to the operator's table, where the event is anyway.
+        log.error(
+            "projection_dead_lettered",
+            projection=self.name,
+            position=event.position,
+            type=event.type,
+            error=type(error).__name__,
+        )
+        account = StreamName.parse(event.stream).id
+        async with conn.transaction():
+            await conn.execute(
+                QUERIES["dead_letter_add"],
+                account,
+                self.name,
+                event.position,
+                event.transaction_id,
+                event.event_id,
+                event.stream,
+                event.type,
+                f"{type(error).__name__}: {error}",
+            )
+            await conn.execute(
+                QUERIES["checkpoint_set"],
+                self.name,
+                event.transaction_id,
+                event.position,
+            )
+        self.stats.dead_letters += 1
+
     async def _commit_batch(
         self, conn: asyncpg.Connection[Any], ops: list[Op], cursor: LogCursor
     ) -> None:
@@ -244,6 +307,14 @@ class ProjectionRunner:
             await conn.execute(
                 QUERIES["checkpoint_set"], self.name, cursor.transaction_id, cursor.position
             )
+
+
+def _poisoned(exc: BaseException) -> bool:
+    """Whether ``exc`` is an event's fault (see :data:`_POISON`): raised by the fold itself
+    (any error but the database's), or the database refusing the values it was given."""
+    if isinstance(exc, asyncpg.PostgresError):
+        return isinstance(exc, _POISON)
+    return not isinstance(exc, _CONNECTION_ERRORS)
 
 
 class ProjectionProgress:

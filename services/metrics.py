@@ -146,6 +146,11 @@ class _RunnerCollector(Collector):
             "Batches that failed (rolled back, retried) in this process's runner.",
             labels=["projection"],
         )
+        dead_letters = CounterMetricFamily(
+            "watchledger_projection_dead_letters",
+            "Events this process's runner could not apply and kept as dead letters.",
+            labels=["projection"],
+        )
         position = GaugeMetricFamily(
             "watchledger_projection_position",
             "Position of the last event this process's runner applied.",
@@ -159,6 +164,7 @@ class _RunnerCollector(Collector):
         for runner in self._runners:
             applied.add_metric([runner.name], runner.stats.applied)
             errors.add_metric([runner.name], runner.stats.errors)
+            dead_letters.add_metric([runner.name], runner.stats.dead_letters)
             position.add_metric([runner.name], runner.stats.cursor.position)
             active.add_metric([runner.name], 1 if runner.stats.active else 0)
-        yield from (applied, errors, position, active)
+        yield from (applied, errors, dead_letters, position, active)

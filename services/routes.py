@@ -191,7 +191,8 @@ async def _projection_status(pool: asyncpg.Pool[Any]) -> list[wire.ProjectionSta
         for name in PROJECTION_NAMES:
             cursor = await projection_runner.checkpoint(conn, name)
             lag = await projection_runner.lag(conn, cursor)
-            items.append(wire.ProjectionStatus(name, cursor.position, head, lag))
+            dead: int = await conn.fetchval(projection_runner.QUERIES["dead_letters_count"], name)
+            items.append(wire.ProjectionStatus(name, cursor.position, head, lag, dead))
     return items
 
 

@@ -257,6 +257,13 @@ class ProjectionStatus(msgspec.Struct):
     position: int
     head: int
     lag: Annotated[int, msgspec.Meta(description="events not yet applied")]
+    dead_letters: Annotated[
+        int,
+        msgspec.Meta(
+            description="events it could not apply (poison events), kept with their error in "
+            "the table projection_dead_letters; it moved on past them"
+        ),
+    ] = 0
 
 
 class ProjectionStatusList(msgspec.Struct):

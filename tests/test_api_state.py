@@ -347,8 +347,8 @@ async def test_admin_projections_report_position_head_and_lag(client: TestClient
     )
     assert body == {
         "items": [
-            {"name": "watch_state", "position": head, "head": head, "lag": 0},
-            {"name": "watch_history", "position": head, "head": head, "lag": 0},
+            {"name": "watch_state", "position": head, "head": head, "lag": 0, "dead_letters": 0},
+            {"name": "watch_history", "position": head, "head": head, "lag": 0, "dead_letters": 0},
         ]
     }
 

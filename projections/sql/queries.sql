@@ -23,6 +23,16 @@ SELECT pg_advisory_lock(hashtextextended($1, 0));
 -- Tell waiters a projection moved on (after commit): $1 channel, $2 projection name
 SELECT pg_notify($1, $2);
 
+-- dead_letter_add --
+-- Keep an event the projection could not apply, with the error (in the transaction that moves the checkpoint past it): $1 account, $2 projection, $3 position, $4 transaction id, $5 event id, $6 stream, $7 type, $8 error
+INSERT INTO projection_dead_letters (account_id, projection, position, transaction_id, event_id, stream, type, error)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+ON CONFLICT DO NOTHING;
+
+-- dead_letters_count --
+-- How many events a projection has dead-lettered: $1 projection
+SELECT count(*) FROM projection_dead_letters WHERE projection = $1;
+
 -- state_watch --
 -- Fold a watched/unwatched action into the state if it is the latest by (at, position), and queue the new state for every server of the account while sync is on: $1 account, $2 guid, $3 kind, $4 watched, $5 at, $6 position, $7 recorded at
 WITH changed AS (
