@@ -49,5 +49,14 @@ class UnsupportedSchemaVersion(EventStoreError):
     """The stored event's schema version cannot be read by this release."""
 
 
+class ImportFailed(EventStoreError):
+    """An exported line could not be imported."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"line {line}: {reason}", line=line)
+        self.line = line
+        self.reason = reason
+
+
 class MigrationError(EventStoreError):
     """The database schema could not be brought up to date."""

@@ -18,7 +18,7 @@ import socket
 import sys
 import traceback
 import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -27,11 +27,13 @@ import msgspec
 import msgspec.inspect
 import structlog
 
-from eventstore import MigrationError, migrations
+from eventstore import EventStore, ImportFailed, MigrationError, migrations
 from eventstore import database as db
+from eventstore.exchange import IMPORT_CONCURRENCY, export_events, import_events
 
 from .api import MIGRATION_PACKAGES
 from .config import ENV_ONLY, SETTINGS, SettingError, Settings, flag
+from .exchange import ImportRules
 from .logs import configure_logging, console_format
 from .runtime import database, serve
 
@@ -166,7 +168,61 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_database_options(p)
     _add_logging_options(p)
+
+    p = commands.add_parser(
+        "events",
+        help="export the event log as NDJSON, or import such an export",
+        description=(
+            "Export the raw event log as NDJSON (one event a line, in position order), or "
+            "import such an export into the configured database."
+        ),
+    )
+    actions = p.add_subparsers(dest="events_command", metavar="ACTION", required=True)
+    e = actions.add_parser(
+        "export",
+        help="write the log as NDJSON on standard output",
+        description=(
+            "Write every event of the log on standard output, one JSON object a line, in "
+            "position order: position, stream, version, event_id, type, schema_version, data, "
+            "recorded_at, idempotency_key. The export reads one consistent snapshot of the log."
+        ),
+    )
+    e.add_argument(
+        "--after",
+        type=_position,
+        default=0,
+        metavar="N",
+        help="only the events after position N (default 0: the whole log)",
+    )
+    _add_database_options(e)
+    _add_logging_options(e)
+    e = actions.add_parser(
+        "import",
+        help="append the events of an export (idempotent)",
+        description=(
+            "Append the events of an export to the configured database through the event "
+            "store's append, each stream's in file order. Idempotent: an event whose id or "
+            "idempotency key is stored already is skipped, so importing a file again changes "
+            "nothing. Only event types this release knows are taken; a server's registry row "
+            "is restored with its server_registered event. A bad line stops the import (exit "
+            "1) naming it; the lines before it stay imported, and running it again after a "
+            "fix is safe. A summary goes to standard error."
+        ),
+    )
+    e.add_argument("file", metavar="FILE", help="the export to read, or - for standard input")
+    _add_database_options(e)
+    _add_logging_options(e)
     return parser
+
+
+def _position(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**63:
+        raise argparse.ArgumentTypeError(f"expected a log position (0 or more), got {text!r}")
+    return value
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -297,6 +353,66 @@ async def _migrate(settings: Settings, url: str, status_only: bool) -> int:
         await conn.close()
 
 
+async def _connect_migrated(settings: Settings, url: str) -> asyncpg.Connection[typing.Any]:
+    """A connection to the database, which must have every migration applied."""
+    try:
+        conn = await db.connect(url, timeout=settings.database_timeout)
+        todo = await migrations.pending(conn, MIGRATION_PACKAGES)
+    except (*_DATABASE_ERRORS, ValueError) as exc:
+        raise _database_failure(exc, settings, url) from exc
+    if todo:
+        await conn.close()
+        raise CommandFailed(f"{len(todo)} migrations pending — run watchledger migrate first")
+    return conn
+
+
+async def _export(settings: Settings, url: str, after: int) -> int:
+    conn = await _connect_migrated(settings, url)
+    try:
+        count = await export_events(conn, sys.stdout.buffer, after=after)
+    finally:
+        await conn.close()
+    log.info("events_exported", events=count, after=after)
+    return 0
+
+
+@contextlib.contextmanager
+def _lines_of(path: str) -> Iterator[Iterable[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+        return
+    try:
+        file = open(path, "rb")  # noqa: SIM115 - closed below, around the import
+    except OSError as exc:
+        raise CommandFailed(f"cannot read {path}: {exc.strerror}") from exc
+    with file:
+        yield file
+
+
+async def _import(settings: Settings, url: str, path: str) -> int:
+    await (await _connect_migrated(settings, url)).close()
+    with _lines_of(path) as lines:
+        pool = await db.create_pool(
+            url, min_size=1, max_size=IMPORT_CONCURRENCY, acquire_timeout=settings.database_timeout
+        )
+        try:
+            async with EventStore(pool) as store:
+                summary = await import_events(store, lines, rules=ImportRules())
+        except ImportFailed as exc:
+            raise CommandFailed(str(exc)) from exc
+        finally:
+            await pool.close()
+    line = (
+        f"imported {summary.imported} events ({summary.duplicates} already present) "
+        f"from {summary.lines} lines in {summary.seconds:.1f} s"
+    )
+    if console_format(settings.log_format):
+        print(line, file=sys.stderr, flush=True)
+    else:  # the stream stays JSON lines
+        log.info("events_imported", summary=line, **msgspec.structs.asdict(summary))
+    return 0
+
+
 def _report(message: str, settings: Settings) -> None:
     """One line on stderr: plain for a person, a log record when logs are JSON lines."""
     if console_format(settings.log_format):
@@ -340,6 +456,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 asyncio.run(_check_database(settings, url))
                 return asyncio.run(run_bench(args.suite, url, options))
+            if args.command == "events":
+                if args.events_command == "export":
+                    return asyncio.run(_export(settings, url, args.after))
+                return asyncio.run(_import(settings, url, args.file))
     except MigrationError as exc:
         log.error("migration_failed", error=str(exc))
         return 1

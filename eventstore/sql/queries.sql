@@ -27,6 +27,18 @@ WHERE position > $1
 ORDER BY position
 LIMIT $2;
 
+-- export_page --
+-- A page of the whole log in position order, as exported (with idempotency keys): $1 after position, $2 limit
+SELECT position, stream, version, event_id, type, schema_version, data, recorded_at, idempotency_key
+FROM events
+WHERE position > $1
+ORDER BY position
+LIMIT $2;
+
+-- export_no_idle_timeout --
+-- Let this transaction idle while the export's reader catches up (a read-only snapshot holds no writer back): no parameters
+SELECT set_config('idle_in_transaction_session_timeout', '0', true);
+
 -- read_category --
 -- The events of every stream of one category, in position order: $1 category, $2 after position, $3 limit
 SELECT position, stream, version, event_id, type, schema_version, data, recorded_at, transaction_id

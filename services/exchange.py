@@ -1,0 +1,50 @@
+"""What this release checks, and writes beside the log, when events are imported
+(``watchledger events import``; the event store's :mod:`eventstore.exchange` does the rest)."""
+
+from __future__ import annotations
+
+from eventstore import EventStoreError, StreamName
+from eventstore.database import Connection
+from eventstore.exchange import ExportedEvent
+from projections import domain
+
+from .auth import QUERIES
+
+
+class ImportRules:
+    """Only event types this release knows, with data it can read, may be imported; and a
+    server registered in an account's stream gets its registry row in the same transaction,
+    exactly as registration writes it, so its token works."""
+
+    def check(self, event: ExportedEvent) -> None:
+        if not domain.registry.is_known(event.type):
+            raise ValueError(f"unknown event type {event.type!r}")
+        try:
+            domain.registry.decode(event.recorded())
+        except EventStoreError as exc:
+            raise ValueError(str(exc)) from exc
+        except ValueError as exc:  # msgspec's errors of the data's shape are ValueErrors
+            raise ValueError(f"{event.type} data: {exc}") from exc
+
+    def concerns(self, event: ExportedEvent) -> bool:
+        return event.type == domain.ServerRegistered.event_type and (
+            StreamName.parse(event.stream).category == "account"
+        )
+
+    async def apply(self, conn: Connection, event: ExportedEvent) -> None:
+        registered = domain.registry.decode(event.recorded())
+        assert isinstance(registered, domain.ServerRegistered)
+        owner = StreamName.parse(event.stream).id
+        server = registered.server_id
+        added = await conn.fetchval(
+            QUERIES["server_add"],
+            server,
+            owner,
+            registered.name,
+            registered.version,
+            registered.token_hash,
+        )
+        if added is None:
+            row = await conn.fetchrow(QUERIES["server_get"], server)
+            if row is None or row["owner"] != owner:
+                raise ValueError(f"server {server!r} is registered to another account here")
