@@ -112,8 +112,11 @@ async def export_events(
     order, a page at a time (memory stays constant whatever the log's size); how many.
 
     The pages are read in one read-only snapshot, so the export of a log being written to is
-    consistent: an event that commits late, below a position already written, is not passed
-    over (it is not in the snapshot; ``--after`` the last position exports it later)."""
+    consistent: the snapshot's events, with no page seeing another's. An event whose
+    transaction was still open then is not in it; if its position is below the last one
+    exported, a later export ``--after`` that position passes over it too (positions are taken
+    at insert, not at commit). To follow a live log, export again from an earlier position:
+    importing the overlap changes nothing."""
     encoder = msgspec.json.Encoder()
     count = 0
     async with conn.transaction(isolation="repeatable_read", readonly=True):
