@@ -163,3 +163,24 @@ async def make_client(
 async def client(make_client: Callable[..., Any]) -> Any:
     """A client of a real running server on a fresh database."""
     return await make_client()
+
+
+@pytest.fixture
+def cli_isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For tests that run ``services.cli.main`` in this process: start without any
+    WATCHLEDGER_* setting from the environment, and put back the logging it configures."""
+    import logging
+
+    from services.config import SETTINGS
+    from services.logs import CHATTY_LOGGERS
+
+    for setting in SETTINGS.values():
+        monkeypatch.delenv(setting.env, raising=False)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    chatty = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    for name, chatty_level in chatty.items():
+        logging.getLogger(name).setLevel(chatty_level)

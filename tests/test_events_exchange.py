@@ -6,8 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,8 +17,6 @@ from aiohttp.test_utils import TestClient
 
 from eventstore import database as db
 from services import cli
-from services.config import SETTINGS
-from services.logs import CHATTY_LOGGERS
 from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import grant, register, send, sync
 
@@ -29,20 +26,9 @@ EXPORTED = (
 
 
 @pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """cli.main sets the process's logging up: put it back afterwards, and start without any
-    WATCHLEDGER_* setting from the environment."""
-    for setting in SETTINGS.values():
-        monkeypatch.delenv(setting.env, raising=False)
+def _json_logs(cli_isolated: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No WATCHLEDGER_* setting but JSON logs (stdout stays the export's alone)."""
     monkeypatch.setenv("WATCHLEDGER_LOG_FORMAT", "json")
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    chatty = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, chatty_level in chatty.items():
-        logging.getLogger(name).setLevel(chatty_level)
 
 
 async def run(monkeypatch: pytest.MonkeyPatch, url: str, *args: str) -> int:

@@ -12,7 +12,6 @@ import socket
 import stat
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import structlog
 from services import auth, cli
 from services.auth import hash_token, operator_token_hash
 from services.config import ENV_ONLY, SETTINGS, Settings, flag
-from services.logs import CHATTY_LOGGERS, configure_logging
+from services.logs import configure_logging
 
 WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))
 TYPES = {f.name: f.type for f in msgspec.structs.fields(Settings)}
@@ -41,20 +40,7 @@ CHECKED = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def _restore_logging(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """cli.main and configure_logging set the process's logging up: put it back afterwards, and
-    start without any WATCHLEDGER_* setting from the environment."""
-    for setting in SETTINGS.values():
-        monkeypatch.delenv(setting.env, raising=False)
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    chatty = {name: logging.getLogger(name).level for name in CHATTY_LOGGERS}
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    for name, chatty_level in chatty.items():
-        logging.getLogger(name).setLevel(chatty_level)
+pytestmark = pytest.mark.usefixtures("cli_isolated")
 
 
 def _closed_port() -> int:
