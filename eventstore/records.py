@@ -129,3 +129,5 @@ class PurgeResult(msgspec.Struct, frozen=True):
     deleted: int
     tombstone_position: int
     tombstone_version: int
+    # Where the tombstone stands in tailing order: wait for it to be applied.
+    tombstone_cursor: LogCursor

@@ -229,11 +229,16 @@ class EventStore:
         positions: Sequence[int],
         tombstone: NewEvent,
         *,
+        expected_version: int | None = None,
         conn: Connection | None = None,
     ) -> PurgeResult:
         """Physically remove the events at ``positions`` (of the stream's partition) and append
         ``tombstone`` to ``stream``, in one transaction. The one sanctioned deletion: the
-        tombstone tells replays that something was removed; it must not carry what was."""
+        tombstone tells replays that something was removed; it must not carry what was.
+
+        With ``expected_version``, nothing happens unless the stream is at that version
+        (:class:`ConcurrencyConflict` otherwise): the caller chose ``positions`` from what it
+        read, and an event appended since would escape the purge yet precede its tombstone."""
         name = StreamName.parse(stream)
         args = (
             name.id,
@@ -243,9 +248,17 @@ class EventStore:
             tombstone.type,
             tombstone.schema_version,
             bytes(tombstone.data),
+            expected_version,
         )
-        (row,) = await self._run(QUERIES["purge"], args, stream, None, conn)
-        result = PurgeResult(row["deleted"], row["tombstone_position"], row["tombstone_version"])
+        (row,) = await self._run(QUERIES["purge_expected"], args, stream, expected_version, conn)
+        if row["conflict"]:
+            raise ConcurrencyConflict(stream, expected_version, row["tombstone_version"])
+        result = PurgeResult(
+            row["deleted"],
+            row["tombstone_position"],
+            row["tombstone_version"],
+            LogCursor(row["tombstone_transaction_id"], row["tombstone_position"]),
+        )
         log.info(
             "events_purged",
             stream=stream,

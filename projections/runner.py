@@ -1,10 +1,15 @@
 """Applying projections: checkpoints, exactly-once batches, one runner per projection.
 
-A projection is a pure function from one event to the SQL operations that fold it into the
-projection's tables (:class:`Projection`). The runner owns all I/O: it reads the log after the
-projection's checkpoint with gap-free tailing, applies a batch of events and moves the
+A projection (:mod:`projections.protocol`) is a pure function from one event to the SQL
+operations that fold it into the projection's tables; a deletion's tombstone instead rebuilds
+that account's rows from what the log still holds. The runner owns all I/O: it reads the log
+after the projection's checkpoint with gap-free tailing, applies a batch of events and moves the
 checkpoint *in the same transaction* (a crash anywhere leaves rows and checkpoint agreeing,
 so nothing is applied twice or lost), then tells waiters (NOTIFY on the progress channel).
+
+The checkpoint only moves from where this runner left it (compare-and-set): a replay that swaps
+rebuilt tables in sets the checkpoint it rebuilt to, and the runner, finding it moved, drops its
+batch and catches up from there.
 
 Several processes may run the same projections: a session advisory lock, held on the runner's
 own connection, lets one of them apply at a time; the others stand by and take over when its
@@ -17,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, NamedTuple, Protocol
+from typing import Any
 
 import asyncpg
 import structlog
@@ -32,6 +37,9 @@ from tenacity import (
 from eventstore import EventStore, LogCursor, RecordedEvent, StreamName, Wakeups
 from eventstore.database import CONNECTION_BROKEN, Connection
 from eventstore.queries import load_queries
+
+from .domain import TOMBSTONES
+from .protocol import Op, Projection, rebuild_account
 
 log = structlog.get_logger(__name__)
 
@@ -54,26 +62,27 @@ _RACES: tuple[type[BaseException], ...] = (
 )
 PROGRESS_CHANNEL = "watchledger_progress"
 
+__all__ = [
+    "PROGRESS_CHANNEL",
+    "QUERIES",
+    "CheckpointMoved",
+    "Op",
+    "Projection",
+    "ProjectionProgress",
+    "ProjectionRunner",
+    "ProjectionStats",
+    "checkpoint",
+    "lag",
+]
 
-class Op(NamedTuple):
-    """One SQL statement (a named query's text) and its arguments."""
 
-    query: str
-    args: tuple[Any, ...]
+class CheckpointMoved(Exception):
+    """Someone else moved the projection's checkpoint (a replay swapped its tables in): the
+    batch is rolled back, and the runner resumes from the checkpoint as it now is."""
 
 
-class Projection(Protocol):
-    """A pure fold of the log into tables."""
-
-    @property
-    def name(self) -> str:
-        """Stable name: the checkpoint's key."""
-        ...
-
-    def apply(self, event: RecordedEvent) -> Sequence[Op]:
-        """The statements that fold ``event`` in; [] for events it does not care about.
-        Pure: the same event always gives the same statements."""
-        ...
+# Not an event's fault: passed on as they are, never dead-lettered.
+_PASS_ON: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, CheckpointMoved)
 
 
 class ProjectionStats:
@@ -180,6 +189,7 @@ class ProjectionRunner:
         # Stand by, waiting inside PostgreSQL, until no other process runs this projection.
         await conn.execute(QUERIES["runner_lock"], f"projection:{self.name}")
         self.stats.active = True
+        await conn.execute(QUERIES["checkpoint_init"], self.name)
         cursor = await checkpoint(conn, self.name)
         self.stats.cursor = cursor
         log.info("projection_started", projection=self.name, position=cursor.position)
@@ -189,7 +199,13 @@ class ProjectionRunner:
             generation = wakeups.generation
             page = await self._store.read_safe(cursor, self._batch_size, conn=conn)
             if page.events:
-                cursor = await self._apply_batch(conn, cursor, page.events)
+                try:
+                    cursor = await self._apply_batch(conn, cursor, page.events)
+                except CheckpointMoved:
+                    cursor = await checkpoint(conn, self.name)
+                    self.stats.cursor = cursor
+                    log.info("projection_rewound", projection=self.name, position=cursor.position)
+                    continue
             if len(page.events) == self._batch_size:
                 continue
             if page.held_back:
@@ -205,8 +221,8 @@ class ProjectionRunner:
         started = time.perf_counter()
         new_cursor = events[-1].cursor
         try:
-            await self._commit_retrying(conn, self._fold(events), new_cursor)
-        except _CONNECTION_ERRORS:
+            await self._commit_retrying(conn, self._fold(events), cursor, new_cursor)
+        except _PASS_ON:
             raise
         except Exception as exc:  # noqa: BLE001 - any failure: roll back, report, then see
             # The batch rolled back and the checkpoint did not move, so nothing is lost.
@@ -226,7 +242,8 @@ class ProjectionRunner:
             # Some event of the batch is poison: apply them one by one, dead-lettering those
             # that fail, so the projection (and every write waiting for it) moves on.
             for event in events:
-                await self._apply_one(conn, event)
+                await self._apply_one(conn, cursor, event)
+                cursor = event.cursor
         # Counted as soon as committed (no await in between), so the stats never lag the rows.
         self.stats.applied += len(events)
         self.stats.batches += 1
@@ -242,10 +259,19 @@ class ProjectionRunner:
         return new_cursor
 
     def _fold(self, events: Sequence[RecordedEvent]) -> list[Op]:
-        return [op for event in events for op in self.projection.apply(event)]
+        ops: list[Op] = []
+        for event in events:
+            if event.type in TOMBSTONES:
+                # Something of the account was purged before this tombstone: rebuild its rows
+                # from the log as it now is, up to the tombstone.
+                account = StreamName.parse(event.stream).id
+                ops += rebuild_account(self.projection, account, event.cursor)
+            else:
+                ops += self.projection.apply(event)
+        return ops
 
     async def _commit_retrying(
-        self, conn: asyncpg.Connection[Any], ops: list[Op], cursor: LogCursor
+        self, conn: asyncpg.Connection[Any], ops: list[Op], since: LogCursor, cursor: LogCursor
     ) -> None:
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(_RACES),
@@ -254,15 +280,17 @@ class ProjectionRunner:
             reraise=True,
         ):
             with attempt:
-                await self._commit_batch(conn, ops, cursor)
+                await self._commit_batch(conn, ops, since, cursor)
 
-    async def _apply_one(self, conn: asyncpg.Connection[Any], event: RecordedEvent) -> None:
+    async def _apply_one(
+        self, conn: asyncpg.Connection[Any], since: LogCursor, event: RecordedEvent
+    ) -> None:
         """Apply one event with its checkpoint; if it is poison, keep it as a dead letter
         instead (with the checkpoint moved past it, in the same transaction)."""
         try:
-            await self._commit_retrying(conn, self._fold([event]), event.cursor)
+            await self._commit_retrying(conn, self._fold([event]), since, event.cursor)
             return
-        except _CONNECTION_ERRORS:
+        except _PASS_ON:
             raise
         except Exception as exc:
             if not _poisoned(exc):
@@ -290,23 +318,32 @@ class ProjectionRunner:
                 event.type,
                 f"{type(error).__name__}: {error}",
             )
-            await conn.execute(
-                QUERIES["checkpoint_set"],
-                self.name,
-                event.transaction_id,
-                event.position,
-            )
+            await self._advance(conn, since, event.cursor)
         self.stats.dead_letters += 1
 
     async def _commit_batch(
-        self, conn: asyncpg.Connection[Any], ops: list[Op], cursor: LogCursor
+        self, conn: asyncpg.Connection[Any], ops: list[Op], since: LogCursor, cursor: LogCursor
     ) -> None:
         async with conn.transaction():
             for query, args in _grouped(ops):
                 await conn.executemany(query, args)
-            await conn.execute(
-                QUERIES["checkpoint_set"], self.name, cursor.transaction_id, cursor.position
-            )
+            await self._advance(conn, since, cursor)
+
+    async def _advance(
+        self, conn: asyncpg.Connection[Any], since: LogCursor, cursor: LogCursor
+    ) -> None:
+        """Move the checkpoint from ``since`` to ``cursor`` (in the caller's transaction);
+        :class:`CheckpointMoved` if it is no longer at ``since``."""
+        status = await conn.execute(
+            QUERIES["checkpoint_advance"],
+            self.name,
+            cursor.transaction_id,
+            cursor.position,
+            since.transaction_id,
+            since.position,
+        )
+        if status != "UPDATE 1":
+            raise CheckpointMoved(self.name)
 
 
 def _poisoned(exc: BaseException) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -9,7 +10,7 @@ import asyncpg
 import msgspec
 import pytest
 
-from eventstore import EventStore, NewEvent
+from eventstore import ConcurrencyConflict, EventStore, NewEvent
 from tests.helpers import body, event
 
 
@@ -114,3 +115,45 @@ async def test_purge_ids_are_idempotency_keys_too(store: EventStore) -> None:
     await store.purge("account-a1", [a.position], marker)
     [again] = await store.append("account-a1", [marker])
     assert again.duplicate
+
+
+async def test_a_purge_expecting_a_version_the_stream_left_removes_nothing(
+    store: EventStore,
+) -> None:
+    [a] = await store.append("account-a1", [event(1)])
+    # Appended after the deletion read the stream: it would escape the purge.
+    await store.append("account-a1", [event(2)])
+
+    with pytest.raises(ConcurrencyConflict) as raised:
+        await store.purge("account-a1", [a.position], tombstone(), expected_version=1)
+
+    assert raised.value.actual == 2
+    assert [body(e.data) for e in await store.read_stream("account-a1")] == [{"n": 1}, {"n": 2}]
+
+
+async def test_a_purge_at_the_expected_version_tells_where_its_tombstone_is(
+    store: EventStore,
+) -> None:
+    [a] = await store.append("account-a1", [event(1)])
+
+    result = await store.purge("account-a1", [a.position], tombstone(), expected_version=1)
+
+    page = await store.read_safe()
+    assert [e.cursor for e in page.events] == [result.tombstone_cursor]
+    assert (result.deleted, result.tombstone_version) == (1, 2)
+
+
+async def test_a_purge_racing_an_uncommitted_append_fails_on_the_version(
+    store: EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    [a] = await store.append("account-a1", [event(1)])
+    async with pool.acquire() as writer, writer.transaction():
+        await store.append("account-a1", [event(2)], conn=writer)
+        purging = asyncio.ensure_future(
+            store.purge("account-a1", [a.position], tombstone(), expected_version=1)
+        )
+        await asyncio.sleep(0.05)  # the purge now waits on the writer's version 2
+        assert not purging.done()
+    with pytest.raises(ConcurrencyConflict):
+        await purging
+    assert len(await store.read_stream("account-a1")) == 2

@@ -21,10 +21,12 @@ GLOBAL_TABLES = {"schema_migrations", "projection_checkpoints", "service_secrets
 ALL_MIGRATIONS = [
     "eventstore/0001_event_log",
     "eventstore/0002_idempotency_keys",
+    "eventstore/0003_purge_expected_version",
     "projections/0001_watch_state_and_history",
     "projections/0002_server_queues",
     "projections/0003_shares_need_consent",
     "projections/0004_dead_letters",
+    "projections/0005_state_recorded_at",
     "services/0001_service_secrets",
     "services/0002_servers",
     "services/0003_account_snapshots",
@@ -206,6 +208,7 @@ async def test_shares_recorded_before_consent_lose_their_access_on_upgrade(
         assert [m.label for m in applied] == [
             "projections/0003_shares_need_consent",
             "projections/0004_dead_letters",
+            "projections/0005_state_recorded_at",
             "services/0003_account_snapshots",
         ]
         access = await pool.fetch("SELECT account_id, server_id FROM sync_access")

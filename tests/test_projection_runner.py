@@ -14,13 +14,15 @@ from eventstore import EventStore, LogCursor, LogListener, RecordedEvent
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
 from projections.domain import Watched, registry, watch_stream
+from projections.history import WatchHistoryProjection
+from projections.protocol import Slice
 from projections.runner import (
     PROGRESS_CHANNEL,
     Op,
     ProjectionRunner,
     checkpoint,
 )
-from projections.watch import WatchHistoryProjection, WatchStateProjection
+from projections.state import WatchStateProjection
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -45,6 +47,16 @@ class Sabotaged:
         self._statement = statement
         self.seen = 0
         self.fired = False
+
+    @property
+    def tables(self) -> Sequence[str]:
+        return self.inner.tables
+
+    def rebuild(self, part: Slice) -> Sequence[Op]:
+        return self.inner.rebuild(part)
+
+    def skipped(self, part: Slice) -> Op:
+        return self.inner.skipped(part)
 
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         ops = list(self.inner.apply(event))

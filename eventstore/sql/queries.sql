@@ -6,10 +6,10 @@
 SELECT input_index, event_id, event_position, stream_version, recorded_at, transaction_id, duplicate, conflict
 FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8);
 
--- purge --
--- Remove events of one account and append a tombstone: $1 account_id, $2 stream, $3 positions, $4 tombstone id, $5 type, $6 schema version, $7 data
-SELECT deleted, tombstone_position, tombstone_version
-FROM eventstore_purge($1, $2, $3, $4, $5, $6, $7);
+-- purge_expected --
+-- Remove events of one account and append a tombstone, if the stream is at the expected version: $1 account_id, $2 stream, $3 positions, $4 tombstone id, $5 type, $6 schema version, $7 data, $8 expected version (null: any)
+SELECT deleted, tombstone_position, tombstone_version, tombstone_transaction_id, conflict
+FROM eventstore_purge_v2($1, $2, $3, $4, $5, $6, $7, $8);
 
 -- read_stream --
 -- One stream's events in version order: $1 account_id, $2 stream, $3 after version, $4 limit

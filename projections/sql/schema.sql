@@ -23,6 +23,9 @@ CREATE TABLE watch_state (
     rated_at        timestamptz,
     rate_position   bigint,
     updated_at      timestamptz NOT NULL,
+    -- When the deciding watch record and rating were recorded: updated_at is the later one.
+    watch_recorded_at timestamptz,
+    rate_recorded_at timestamptz,
     CONSTRAINT watch_state_pkey PRIMARY KEY (account_id, guid)
 );
 

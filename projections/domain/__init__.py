@@ -1,0 +1,90 @@
+"""The pure model: title ids, the events of the log, the account as a fold, and the decisions
+made on it. No I/O, no HTTP.
+
+* :mod:`.titles` — which titles sync (product rule 1).
+* :mod:`.events` — the events of the log and their streams.
+* :mod:`.account` — the account aggregate, folded from its stream.
+* :mod:`.access` — decisions on servers shared with an account (rule 3).
+"""
+
+from .access import NoOffer, accept_access, leave_access, offer_access, withdraw_access
+from .account import ACCOUNT_FOLD_VERSION, Account, evolve, fold_account
+from .events import (
+    ACCOUNT_ID,
+    SERVER_ID,
+    TOMBSTONES,
+    UNRATED_ACTIONS,
+    AccessAccepted,
+    AccessDeclined,
+    AccessGranted,
+    AccessLeft,
+    AccessOffered,
+    AccessRevoked,
+    AccountCreated,
+    AccountKind,
+    ActionType,
+    HistoryDeleted,
+    Rated,
+    ServerRegistered,
+    StateDeleted,
+    SyncChanged,
+    Unrated,
+    Unwatched,
+    Visibility,
+    VisibilityChanged,
+    WatchAction,
+    Watched,
+    WatchStateKept,
+    account_stream,
+    natural_event_id,
+    registry,
+    to_utc,
+    watch_stream,
+)
+from .titles import GuidRejected, TitleKind, classify_guid, guid_kind
+
+__all__ = [
+    "ACCOUNT_FOLD_VERSION",
+    "ACCOUNT_ID",
+    "SERVER_ID",
+    "TOMBSTONES",
+    "UNRATED_ACTIONS",
+    "AccessAccepted",
+    "AccessDeclined",
+    "AccessGranted",
+    "AccessLeft",
+    "AccessOffered",
+    "AccessRevoked",
+    "Account",
+    "AccountCreated",
+    "AccountKind",
+    "ActionType",
+    "GuidRejected",
+    "HistoryDeleted",
+    "NoOffer",
+    "Rated",
+    "ServerRegistered",
+    "StateDeleted",
+    "SyncChanged",
+    "TitleKind",
+    "Unrated",
+    "Unwatched",
+    "Visibility",
+    "VisibilityChanged",
+    "WatchAction",
+    "WatchStateKept",
+    "Watched",
+    "accept_access",
+    "account_stream",
+    "classify_guid",
+    "evolve",
+    "fold_account",
+    "guid_kind",
+    "leave_access",
+    "natural_event_id",
+    "offer_access",
+    "registry",
+    "to_utc",
+    "watch_stream",
+    "withdraw_access",
+]

@@ -1,0 +1,231 @@
+"""The events of the log, and the streams they belong to. Pure: no I/O.
+
+Streams, per account (the id part is the account id):
+
+* ``account-<id>``: the account itself — created, sync turned on/off, visibility changed, a
+  server it registered (it owns it), a server shared with it or no longer.
+* ``watch-<id>``: its watched / unwatched / rated / unrated actions, and the tombstones and
+  kept state of its deletions.
+
+No event says where an action came from (product rule 2): an action made in an app, through
+the API or on a media server is stored identically. (A *baseline* record says only that it is
+one: a server's summary of what the account watched before it synced.)
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import ClassVar, Literal
+
+from eventstore import Event, EventRegistry
+
+registry = EventRegistry()
+
+AccountKind = Literal["full", "managed"]
+Visibility = Literal["private", "friends", "public"]
+ActionType = Literal["watched", "unwatched", "rated", "unrated"]
+
+ACCOUNT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+SERVER_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def account_stream(account_id: str) -> str:
+    return f"account-{account_id}"
+
+
+def watch_stream(account_id: str) -> str:
+    return f"watch-{account_id}"
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+@registry.register
+class AccountCreated(Event, frozen=True):
+    event_type: ClassVar[str] = "account_created"
+    account_id: str
+    kind: AccountKind
+    name: str
+    # SHA-256 of the account's bearer token; the token itself is never stored.
+    token_hash: str
+
+
+@registry.register
+class SyncChanged(Event, frozen=True):
+    event_type: ClassVar[str] = "sync_changed"
+    enabled: bool
+
+
+@registry.register
+class VisibilityChanged(Event, frozen=True):
+    event_type: ClassVar[str] = "visibility_changed"
+    visibility: Visibility
+
+
+@registry.register
+class ServerRegistered(Event, frozen=True):
+    """In the owner's stream: the account registered (owns) a media server."""
+
+    event_type: ClassVar[str] = "server_registered"
+    server_id: str
+    name: str
+    version: str
+    # SHA-256 of the server's bearer token.
+    token_hash: str
+
+
+@registry.register
+class AccessOffered(Event, frozen=True):
+    """In the grantee's stream: the owner offered (shared) a server; it takes effect only when
+    the account accepts it (product rule 3)."""
+
+    event_type: ClassVar[str] = "access_offered"
+    server_id: str
+
+
+@registry.register
+class AccessGranted(Event, frozen=True):
+    """In the grantee's stream, written before shares needed consent: read as an offer that
+    the account has not accepted (no such share ever had the account's consent)."""
+
+    event_type: ClassVar[str] = "access_granted"
+    server_id: str
+
+
+@registry.register
+class AccessAccepted(Event, frozen=True):
+    """In the grantee's stream: the account accepted the owner's offer; the server now has
+    access to it."""
+
+    event_type: ClassVar[str] = "access_accepted"
+    server_id: str
+
+
+@registry.register
+class AccessDeclined(Event, frozen=True):
+    """In the grantee's stream: the account declined the owner's offer."""
+
+    event_type: ClassVar[str] = "access_declined"
+    server_id: str
+
+
+@registry.register
+class AccessLeft(Event, frozen=True):
+    """In the grantee's stream: the account left a server shared with it."""
+
+    event_type: ClassVar[str] = "access_left"
+    server_id: str
+
+
+@registry.register
+class AccessRevoked(Event, frozen=True):
+    """In the grantee's stream: the owner withdrew the offer, or revoked the access."""
+
+    event_type: ClassVar[str] = "access_revoked"
+    server_id: str
+
+
+# Watch actions. ``baseline`` is omitted when false, so ordinary actions are stored as
+# {"guid", "at"[, "rating"]} only.
+@registry.register
+class Watched(Event, frozen=True, omit_defaults=True):
+    event_type: ClassVar[str] = "watched"
+    guid: str
+    at: datetime
+    baseline: bool = False
+
+
+@registry.register
+class Unwatched(Event, frozen=True, omit_defaults=True):
+    event_type: ClassVar[str] = "unwatched"
+    guid: str
+    at: datetime
+    baseline: bool = False
+
+
+@registry.register
+class Rated(Event, frozen=True, omit_defaults=True):
+    event_type: ClassVar[str] = "rated"
+    guid: str
+    at: datetime
+    rating: int
+    baseline: bool = False
+
+
+@registry.register
+class Unrated(Event, frozen=True, omit_defaults=True):
+    event_type: ClassVar[str] = "unrated"
+    guid: str
+    at: datetime
+    baseline: bool = False
+
+
+WatchAction = Watched | Unwatched | Rated | Unrated
+# The actions that carry no rating, by type.
+UNRATED_ACTIONS: dict[str, type[Watched | Unwatched | Unrated]] = {
+    "watched": Watched,
+    "unwatched": Unwatched,
+    "unrated": Unrated,
+}
+
+# Natural-key event ids: an action without a client id is a duplicate of another with the
+# same (account, GUID, type, at, rating); the same inputs always give the same event id.
+_NATURAL_KEY_NAMESPACE = uuid.UUID("5d3f7c1e-9a0b-4c2d-8e6f-1a2b3c4d5e6f")
+
+
+def natural_event_id(
+    account_id: str, guid: str, action: str, at: datetime, rating: int | None
+) -> uuid.UUID:
+    key = f"{account_id}\x1f{guid}\x1f{action}\x1f{to_utc(at).isoformat()}\x1f{rating}"
+    return uuid.uuid5(_NATURAL_KEY_NAMESPACE, key)
+
+
+def to_utc(at: datetime) -> datetime:
+    """UTC, microsecond precision at most (naive datetimes are taken as UTC)."""
+    if at.tzinfo is None:
+        return at.replace(tzinfo=UTC)
+    return at.astimezone(UTC)
+
+
+# -- deletions (product rules 10 and 11) -------------------------------------------------------
+#
+# A deletion physically removes the events the rule names (the store's sanctioned purge) and
+# leaves one of these tombstones in the watch stream, in the same transaction. A tombstone is
+# content-free: it says that, and when, a deletion happened, never what was removed. Every
+# projection that keeps account data rebuilds that account when it meets one, so a projection
+# added later follows deletions by implementing the protocol, nothing more.
+
+
+@registry.register
+class HistoryDeleted(Event, frozen=True):
+    """Tombstone: every watched and unwatched record before it was removed (rule 10)."""
+
+    event_type: ClassVar[str] = "history_deleted"
+
+
+@registry.register
+class StateDeleted(Event, frozen=True):
+    """Tombstone: the account's watch state before it is gone, and every rating event before
+    it was removed (rule 11). Watch records before it stay history but decide no state."""
+
+    event_type: ClassVar[str] = "state_deleted"
+
+
+@registry.register
+class WatchStateKept(Event, frozen=True):
+    """A title's watch state, carried across a history deletion: rule 10 removes every watched
+    and unwatched record but keeps the state they decided. Appended just before the tombstone,
+    one per title, with the deciding record's ``at`` (still last-writer-wins against later
+    actions) and the time it was recorded (the state's ``updated_at``). Not history: it adds no
+    history record, counts nothing, and reaches no feed and no server."""
+
+    event_type: ClassVar[str] = "watch_state_kept"
+    guid: str
+    watched: bool
+    at: datetime
+    recorded_at: datetime
+
+
+TOMBSTONES: frozenset[str] = frozenset({HistoryDeleted.event_type, StateDeleted.event_type})

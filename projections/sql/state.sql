@@ -1,0 +1,272 @@
+-- The watch state projection's statements (projections/state.py): its live fold, and its
+-- set-based rebuild of a slice of the log. It owns watch_state, sync_accounts and sync_access,
+-- and folds the servers' outbound queue (sync_queue, owned by projections/queues.py) as state
+-- changes. The rebuild statements take the same parameters, a slice of the log in tailing
+-- order: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound).
+-- Run in order over consecutive slices they give what the live fold gives over the same events:
+-- last-writer-wins is a maximum, so folding a slice merges like folding its events one by one.
+-- Event data is checked before it is cast: an event the live fold dead-letters (it cannot decode
+-- it, or the database refuses its values) is left out here too, instead of failing the rebuild.
+
+-- state_watch --
+-- Fold a watched/unwatched action into the state if it is the latest by (at, position), and queue the new state for every server of the account while sync is on: $1 account, $2 guid, $3 kind, $4 watched, $5 at, $6 position, $7 recorded at
+WITH changed AS (
+    INSERT INTO watch_state AS s
+        (account_id, guid, kind, watched, watched_at, watch_position, watch_recorded_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+    ON CONFLICT (account_id, guid) DO UPDATE
+    SET watched = excluded.watched,
+        watched_at = excluded.watched_at,
+        watch_position = excluded.watch_position,
+        watch_recorded_at = excluded.watch_recorded_at,
+        updated_at = greatest(excluded.watch_recorded_at, s.rate_recorded_at)
+    WHERE s.watch_position IS NULL
+       OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position)
+    RETURNING s.account_id, s.guid
+)
+INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
+SELECT c.account_id, a.server_id, 'state', c.guid, nextval('sync_queue_seq')
+FROM changed c
+JOIN sync_accounts sa ON sa.account_id = c.account_id AND sa.sync_enabled
+JOIN sync_access a ON a.account_id = c.account_id
+ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+
+-- state_keep --
+-- Fold a watch state carried across a history deletion: like state_watch, but it queues nothing (the state did not change, and a deletion sends nothing to servers): $1 account, $2 guid, $3 kind, $4 watched, $5 at, $6 position, $7 when the deciding record was recorded
+INSERT INTO watch_state AS s
+    (account_id, guid, kind, watched, watched_at, watch_position, watch_recorded_at, updated_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+ON CONFLICT (account_id, guid) DO UPDATE
+SET watched = excluded.watched,
+    watched_at = excluded.watched_at,
+    watch_position = excluded.watch_position,
+    watch_recorded_at = excluded.watch_recorded_at,
+    updated_at = greatest(excluded.watch_recorded_at, s.rate_recorded_at)
+WHERE s.watch_position IS NULL
+   OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position);
+
+-- state_rate --
+-- Fold a rated/unrated action (rating null: unrated) into the state if it is the latest by (at, position), and queue it like state_watch: $1 account, $2 guid, $3 kind, $4 rating, $5 at, $6 position, $7 recorded at
+WITH changed AS (
+    INSERT INTO watch_state AS s
+        (account_id, guid, kind, rating, rated_at, rate_position, rate_recorded_at, updated_at)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
+    ON CONFLICT (account_id, guid) DO UPDATE
+    SET rating = excluded.rating,
+        rated_at = excluded.rated_at,
+        rate_position = excluded.rate_position,
+        rate_recorded_at = excluded.rate_recorded_at,
+        updated_at = greatest(s.watch_recorded_at, excluded.rate_recorded_at)
+    WHERE s.rate_position IS NULL
+       OR (excluded.rated_at, excluded.rate_position) > (s.rated_at, s.rate_position)
+    RETURNING s.account_id, s.guid
+)
+INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
+SELECT c.account_id, a.server_id, 'state', c.guid, nextval('sync_queue_seq')
+FROM changed c
+JOIN sync_accounts sa ON sa.account_id = c.account_id AND sa.sync_enabled
+JOIN sync_access a ON a.account_id = c.account_id
+ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+
+-- account_add --
+-- A new account, sync off: $1 account
+INSERT INTO sync_accounts (account_id) VALUES ($1) ON CONFLICT DO NOTHING;
+
+-- account_sync --
+-- Record an account's sync setting: $1 account, $2 enabled
+UPDATE sync_accounts SET sync_enabled = $2 WHERE account_id = $1;
+
+-- access_add --
+-- A server the account now has access to (registered it, or accepted its share): $1 account, $2 server
+INSERT INTO sync_access (account_id, server_id) VALUES ($1, $2) ON CONFLICT DO NOTHING;
+
+-- access_remove --
+-- A server the account no longer has access to: $1 account, $2 server
+DELETE FROM sync_access WHERE account_id = $1 AND server_id = $2;
+
+-- rebuild_state_cut --
+-- Forget the state of every account whose state was deleted within the slice (rule 11): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+DELETE FROM watch_state s
+USING (
+    SELECT DISTINCT e.account_id
+    FROM events e
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category = 'watch' AND e.type = 'state_deleted'
+) d
+WHERE s.account_id = d.account_id;
+
+-- rebuild_state_watch --
+-- Fold the slice's watch records (and watch states kept across history deletions) after the account's last state deletion in it: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+WITH cut AS (
+    SELECT DISTINCT ON (e.account_id) e.account_id, e.transaction_id, e.position
+    FROM events e
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category = 'watch' AND e.type = 'state_deleted'
+    ORDER BY e.account_id, e.transaction_id DESC, e.position DESC
+),
+latest AS (
+    SELECT DISTINCT ON (e.account_id, e.data ->> 'guid')
+           e.account_id, e.data ->> 'guid' AS guid, e.type, e.data, e.position, e.recorded_at
+    FROM events e
+    LEFT JOIN cut c ON c.account_id = e.account_id
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category = 'watch' AND e.schema_version = 1
+      AND e.type IN ('watched', 'unwatched', 'watch_state_kept')
+      AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (e.type <> 'watch_state_kept' OR (
+               jsonb_typeof(e.data -> 'watched') = 'boolean'
+               AND e.data ->> 'recorded_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$'))
+      AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
+    ORDER BY e.account_id, e.data ->> 'guid', (e.data ->> 'at')::timestamptz DESC, e.position DESC
+), folded AS (
+    SELECT account_id, guid, split_part(guid, '/', 3) AS kind,
+           CASE type WHEN 'watch_state_kept' THEN (data ->> 'watched')::boolean
+                     ELSE type = 'watched' END AS watched,
+           (data ->> 'at')::timestamptz AS watched_at,
+           position,
+           CASE type WHEN 'watch_state_kept' THEN (data ->> 'recorded_at')::timestamptz
+                     ELSE recorded_at END AS recorded
+    FROM latest
+)
+INSERT INTO watch_state AS s
+    (account_id, guid, kind, watched, watched_at, watch_position, watch_recorded_at, updated_at)
+SELECT account_id, guid, kind, watched, watched_at, position, recorded, recorded
+FROM folded
+ON CONFLICT (account_id, guid) DO UPDATE
+SET watched = excluded.watched,
+    watched_at = excluded.watched_at,
+    watch_position = excluded.watch_position,
+    watch_recorded_at = excluded.watch_recorded_at,
+    updated_at = greatest(excluded.watch_recorded_at, s.rate_recorded_at)
+WHERE s.watch_position IS NULL
+   OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position);
+
+-- rebuild_state_rate --
+-- Fold the slice's ratings after the account's last state deletion in it: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+WITH cut AS (
+    SELECT DISTINCT ON (e.account_id) e.account_id, e.transaction_id, e.position
+    FROM events e
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category = 'watch' AND e.type = 'state_deleted'
+    ORDER BY e.account_id, e.transaction_id DESC, e.position DESC
+),
+latest AS (
+    SELECT DISTINCT ON (e.account_id, e.data ->> 'guid')
+           e.account_id, e.data ->> 'guid' AS guid, e.type, e.data, e.position, e.recorded_at
+    FROM events e
+    LEFT JOIN cut c ON c.account_id = e.account_id
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category = 'watch' AND e.schema_version = 1
+      AND e.type IN ('rated', 'unrated')
+      AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND CASE WHEN e.type <> 'rated' THEN true
+               WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
+               ELSE false END
+      AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
+    ORDER BY e.account_id, e.data ->> 'guid', (e.data ->> 'at')::timestamptz DESC, e.position DESC
+)
+INSERT INTO watch_state AS s
+    (account_id, guid, kind, rating, rated_at, rate_position, rate_recorded_at, updated_at)
+SELECT account_id, guid, split_part(guid, '/', 3),
+       CASE type WHEN 'rated' THEN (data ->> 'rating')::smallint END,
+       (data ->> 'at')::timestamptz, position, recorded_at, recorded_at
+FROM latest
+ON CONFLICT (account_id, guid) DO UPDATE
+SET rating = excluded.rating,
+    rated_at = excluded.rated_at,
+    rate_position = excluded.rate_position,
+    rate_recorded_at = excluded.rate_recorded_at,
+    updated_at = greatest(s.watch_recorded_at, excluded.rate_recorded_at)
+WHERE s.rate_position IS NULL
+   OR (excluded.rated_at, excluded.rate_position) > (s.rated_at, s.rate_position);
+
+-- rebuild_state_accounts --
+-- Fold the slice's account creations and sync settings (the last one in the slice wins): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+WITH changes AS (
+    SELECT e.account_id,
+           bool_or(e.type = 'account_created') AS created,
+           (array_agg((e.data ->> 'enabled')::boolean ORDER BY e.transaction_id DESC, e.position DESC)
+                FILTER (WHERE e.type = 'sync_changed'))[1] AS enabled
+    FROM events e
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category IN ('account', 'watch') AND e.schema_version = 1
+      AND (e.type = 'account_created'
+           OR (e.type = 'sync_changed' AND jsonb_typeof(e.data -> 'enabled') = 'boolean'))
+    GROUP BY e.account_id
+)
+INSERT INTO sync_accounts AS a (account_id, sync_enabled)
+SELECT c.account_id, coalesce(c.enabled, false)
+FROM changes c
+WHERE c.created
+   OR (c.enabled IS NOT NULL
+       AND EXISTS (SELECT 1 FROM sync_accounts x WHERE x.account_id = c.account_id))
+ON CONFLICT (account_id) DO UPDATE SET sync_enabled = excluded.sync_enabled;
+
+-- rebuild_state_access --
+-- Fold the slice's access changes: per account and server, the last one in the slice decides: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+WITH latest AS (
+    SELECT DISTINCT ON (e.account_id, e.data ->> 'server_id')
+           e.account_id, e.data ->> 'server_id' AS server_id, e.type
+    FROM events e
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category IN ('account', 'watch') AND e.schema_version = 1
+      AND e.type IN ('server_registered', 'access_accepted', 'access_revoked', 'access_left')
+      AND jsonb_typeof(e.data -> 'server_id') = 'string'
+    ORDER BY e.account_id, e.data ->> 'server_id', e.transaction_id DESC, e.position DESC
+), removed AS (
+    DELETE FROM sync_access a
+    USING latest l
+    WHERE a.account_id = l.account_id AND a.server_id = l.server_id
+      AND l.type IN ('access_revoked', 'access_left')
+)
+INSERT INTO sync_access (account_id, server_id)
+SELECT account_id, server_id FROM latest WHERE type IN ('server_registered', 'access_accepted')
+ON CONFLICT DO NOTHING;
+
+-- rebuild_state_skipped --
+-- The events of the slice the rebuild leaves out for their data (the live fold dead-letters them): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+SELECT e.account_id, e.position, e.transaction_id, e.event_id, e.stream, e.type
+FROM events e
+WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+  AND e.category IN ('account', 'watch')
+  AND e.type IN ('watched', 'unwatched', 'watch_state_kept', 'rated', 'unrated')
+  AND NOT coalesce(
+      e.category = 'watch' AND e.schema_version = 1 AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND CASE WHEN e.type <> 'rated' THEN true
+               WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
+               ELSE false END
+      AND (e.type <> 'watch_state_kept' OR jsonb_typeof(e.data -> 'watched') = 'boolean'),
+      false)
+ORDER BY e.transaction_id, e.position;
