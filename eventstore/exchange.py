@@ -28,8 +28,10 @@ from .store import EventStore
 EXPORT_PAGE = 5_000
 IMPORT_BATCH = 1_000
 # Lines held at most while each stream's are gathered into batches (a log written by
-# concurrent appenders interleaves streams line by line).
-IMPORT_WINDOW = 20_000
+# concurrent appenders interleaves streams line by line). Large enough that a log of thousands
+# of accounts still gives batches of many events a stream (with 20,000, a log of 5,000 accounts
+# gave batches of two, and imported at a tenth of the rate); a few hundred MB at most.
+IMPORT_WINDOW = 200_000
 # Appends in flight at once, each of another stream (one stream's batches go one after another).
 IMPORT_CONCURRENCY = 2
 # Appends that must share a transaction with the caller's writes are not retried by the

@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from services.appkeys import PROGRESS, STORE
+from services.http.appkeys import PROGRESS, STORE
 
 # Any string: operators choose their own (WATCHLEDGER_OPERATOR_TOKEN).
 OPERATOR_TOKEN = "an operator secret of any shape"

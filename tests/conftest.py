@@ -22,9 +22,9 @@ import pytest
 
 from eventstore import EventStore, LogListener, migrations
 from eventstore import database as db
-from services.api import MIGRATION_PACKAGES
-from services.bench import with_database
-from services.embedded import EmbeddedPostgres
+from services import MIGRATION_PACKAGES
+from services.ops.bench import with_database
+from services.runtime.embedded import EmbeddedPostgres
 
 TEST_DATABASE_ENV = "WATCHLEDGER_TEST_DATABASE_URL"
 
@@ -134,8 +134,8 @@ async def make_client(
     """Factory of clients of a real running server (closed before the databases go)."""
     from aiohttp.test_utils import TestClient
 
-    from services.api import create_app
-    from services.config import Settings
+    from services.http.app import create_app
+    from services.runtime.config import Settings
     from tests.api import OPERATOR_TOKEN
     from tests.guarded import GuardedTestServer
 
@@ -167,12 +167,12 @@ async def client(make_client: Callable[..., Any]) -> Any:
 
 @pytest.fixture
 def cli_isolated(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """For tests that run ``services.cli.main`` in this process: start without any
+    """For tests that run ``services.ops.cli.main`` in this process: start without any
     WATCHLEDGER_* setting from the environment, and put back the logging it configures."""
     import logging
 
-    from services.config import SETTINGS
-    from services.logs import CHATTY_LOGGERS
+    from services.runtime.config import SETTINGS
+    from services.runtime.logs import CHATTY_LOGGERS
 
     for setting in SETTINGS.values():
         monkeypatch.delenv(setting.env, raising=False)

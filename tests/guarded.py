@@ -7,8 +7,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from services.config import Settings
-from services.httpserver import GuardedAppRunner
+from services.http.httpserver import GuardedAppRunner
+from services.runtime.config import Settings
 
 
 class GuardedTestServer(TestServer):

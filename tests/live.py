@@ -23,7 +23,7 @@ from typing import Any
 
 import asyncpg
 
-from services.bench import with_database
+from services.ops.bench import with_database
 
 WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))
 _STARTUP_SECONDS = 60.0

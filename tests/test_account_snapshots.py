@@ -11,9 +11,9 @@ import asyncpg
 from aiohttp.test_utils import TestClient
 
 from projections import domain
-from services.accounts import AccountService
-from services.appkeys import ACCOUNTS, POOL, STORE
-from services.auth import QUERIES
+from services.commands.accounts import AccountService
+from services.http.appkeys import ACCOUNTS, POOL, STORE
+from services.sql import QUERIES
 from tests.api import create_account
 from tests.servers import accept, offer, register, revoke, sync
 

@@ -158,8 +158,8 @@ async def test_openapi_documents_every_route(client: TestClient[Any, Any]) -> No
 def test_the_openapi_document_is_valid() -> None:
     from openapi_spec_validator import validate
 
-    from services.openapi import build_openapi
-    from services.routes import ENDPOINTS
+    from services.http.openapi import build_openapi
+    from services.http.routes import ENDPOINTS
 
     validate(build_openapi(ENDPOINTS, version="0"))
 

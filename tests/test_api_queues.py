@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from services.appkeys import POOL, SERVERS
+from services.http.appkeys import POOL, SERVERS
 from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import grant, pull, register, revoke, send, setup_owner_with_server, sync
 from tests.test_api_conventions import problem

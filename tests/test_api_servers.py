@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from projections import domain
-from services.appkeys import STORE
+from services.http.appkeys import STORE
 from tests.api import EPISODE, MOVIE, MOVIE_2, OPERATOR, create_account, post_actions, settle, t
 from tests.servers import (
     accept,

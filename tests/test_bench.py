@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.bench import BenchOptions, run_bench
+from services.ops.bench import BenchOptions, run_bench
 
 
 async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
@@ -47,3 +47,25 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
     ):
         assert line in out
     assert after == before
+
+
+async def test_the_replay_benchmark_prints_rates_beside_its_ceiling(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = BenchOptions(log_events=3_000, accounts=20)
+
+    assert await run_bench("replay", server_url, tiny) == 0
+
+    out = capsys.readouterr().out
+    for line in (
+        "generated a log of 3,000 events over 20 accounts",
+        "replay watch_state",
+        "replay watch_history",
+        "replay all projections",
+        "ceiling: COPY the log TO STDOUT",
+        "events export (NDJSON)",
+        "events import",
+        "events/min",
+        "of the ceiling",
+    ):
+        assert line in out

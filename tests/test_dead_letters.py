@@ -13,9 +13,9 @@ from aiohttp.test_utils import TestClient
 from eventstore import EventStore, NewEvent
 from eventstore import database as db
 from projections.domain import Rated, Watched, registry, watch_stream
+from projections.history import WatchHistoryProjection
 from projections.runner import ProjectionRunner
-from projections.watch import WatchHistoryProjection
-from services.appkeys import POOL, STORE
+from services.http.appkeys import POOL, STORE
 from tests.api import MOVIE, MOVIE_2, OPERATOR, T0, create_account, post_actions, settle, t
 from tests.test_projection_runner import append_watches, history_rows, run, stop
 from tests.test_projection_runner import settle as settle_runner

@@ -16,7 +16,7 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from eventstore import database as db
-from services import cli
+from services.ops import cli
 from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import grant, register, send, sync
 
@@ -181,6 +181,8 @@ async def test_import_into_an_empty_database_restores_the_log_and_its_tokens(
     assert (await answer.json())["accounts"] == ["ann", "bob"]
     for who in ("ann", "bob"):
         assert await state(target, headers[who]) == await state(source, headers[who])
+    # And what the new database's projections hold is what its log gives.
+    assert await run(monkeypatch, target_url, "verify") == 0
 
 
 async def test_import_reads_standard_input(

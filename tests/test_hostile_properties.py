@@ -1,6 +1,6 @@
 """Property: no request, however hostile, gets a 5xx.
 
-Every endpoint the service declares (``services.routes.ENDPOINTS``) gets requests whose path
+Every endpoint the service declares (``services.http.routes.ENDPOINTS``) gets requests whose path
 parameters, query parameters, headers or bodies are drawn from hostile values: any string (NUL,
 lone surrogates, control characters, very long ones), any bytes (not UTF-8), integers past
 64 bits, floats, NaN and the infinities, and timestamps whose offset carries them out of range.
@@ -24,8 +24,8 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, assume, given, note, settings
 from hypothesis import strategies as st
 
-from services.endpoints import Endpoint
-from services.routes import ENDPOINTS
+from services.http.endpoints import Endpoint
+from services.http.routes import ENDPOINTS
 from tests.api import EPISODE, MOVIE, SHOW
 from tests.hostile import (
     ACCOUNT,

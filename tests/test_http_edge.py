@@ -17,9 +17,9 @@ import structlog
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from services.config import Settings
-from services.httpserver import GuardedServer
-from services.logs import configure_logging
+from services.http.httpserver import GuardedServer
+from services.runtime.config import Settings
+from services.runtime.logs import configure_logging
 from tests.api import MOVIE, create_account, post_actions
 from tests.guarded import GuardedTestServer
 

@@ -13,7 +13,7 @@ import pytest
 from eventstore import MigrationError, migrations
 from eventstore import database as db
 from eventstore.migrations import Migration
-from services.api import MIGRATION_PACKAGES
+from services import MIGRATION_PACKAGES
 
 # Tables that are global bookkeeping, not account data (they stay local / reference tables
 # on a distributed PostgreSQL).

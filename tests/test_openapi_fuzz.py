@@ -31,9 +31,9 @@ import schemathesis
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.failures import FailureGroup
 
-from services.auth import PrincipalKind
-from services.endpoints import Endpoint
-from services.routes import ENDPOINTS
+from services.commands.tokens import PrincipalKind
+from services.http.endpoints import Endpoint
+from services.http.routes import ENDPOINTS
 from tests.live import LiveService, live_service
 
 SEED = 20_260_101

@@ -22,10 +22,12 @@ import msgspec.inspect
 import pytest
 import structlog
 
-from services import auth, cli
-from services.auth import hash_token, operator_token_hash
-from services.config import ENV_ONLY, SETTINGS, Settings, flag
-from services.logs import configure_logging
+from services.commands.tokens import hash_token
+from services.http import auth
+from services.http.auth import operator_token_hash
+from services.ops import cli
+from services.runtime.config import ENV_ONLY, SETTINGS, Settings, flag
+from services.runtime.logs import configure_logging
 
 WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))
 TYPES = {f.name: f.type for f in msgspec.structs.fields(Settings)}
@@ -500,7 +502,7 @@ def test_console_tracebacks_never_show_local_variables() -> None:
 
     import structlog
 
-    from services.logs import configure_logging
+    from services.runtime.logs import configure_logging
 
     stream = io.StringIO()
     configure_logging("info", "console", stream=stream)

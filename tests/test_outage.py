@@ -24,9 +24,9 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
-from services.appkeys import SERVERS
-from services.config import Settings
-from services.errors import problem_middleware
+from services.http.appkeys import SERVERS
+from services.http.errors import problem_middleware
+from services.runtime.config import Settings
 from tests.api import MOVIE, OPERATOR, create_account, settle
 from tests.servers import register
 from tests.test_api_conventions import problem

@@ -18,9 +18,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from services import cli
-from services.config import Settings
-from services.logs import configure_logging
+from services.ops import cli
+from services.runtime.config import Settings
+from services.runtime.logs import configure_logging
 from tests.test_migrations import ALL_MIGRATIONS
 
 WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))

@@ -73,3 +73,7 @@ SELECT server_id, max(seq) AS seq FROM sync_queue WHERE seq > $1 GROUP BY server
 -- queue_head --
 -- The newest queued sequence number (0 when none): no parameters
 SELECT coalesce(max(seq), 0) FROM sync_queue;
+
+-- account_snapshot_hold --
+-- An account's snapshot version, share-locked until the transaction ends (every change of the account writes the row, so none can land meanwhile): $1 account id
+SELECT version FROM account_snapshots WHERE account_id = $1 FOR SHARE;

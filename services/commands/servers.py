@@ -1,4 +1,6 @@
-"""Media servers: registration and access, server-originated events, outbound delivery.
+"""Media server commands: registration and access, server-reported actions, the delivery of
+changes (a server's long-poll on its queue); and the server registry, whose one owner this
+module is.
 
 Privacy (product rule 2): a server's identity authorises its request and is then forgotten.
 Its events are stored exactly as the account's own actions are; nothing in the log or a
@@ -7,49 +9,75 @@ projection says which server (if any) an action came from.
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 import structlog
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from eventstore import Event, EventStore, LogCursor, NewEvent, Wakeups
+from eventstore import Event, EventStore, LogCursor, Wakeups
 from eventstore.database import CONNECTION_BROKEN, Connection
 from projections import domain
-from projections.domain import Account
+from projections.domain import Account, ReportedAction
+from services.sql import QUERIES
 
-from . import wire
-from .accounts import AccountService, decide, decode_cursor, encode_cursor, record
-from .auth import QUERIES, new_token
-from .errors import ApiError, invalid
+from .accounts import AccountService
+from .actions import Outcome, record
+from .tokens import new_token
 
 log = structlog.get_logger(__name__)
-
-MIN_VERSION = (1, 27, 2)
-_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:[.\-+].*)?$")
 
 _INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
 
 
-def parse_version(version: str) -> tuple[int, int, int] | None:
-    """(major, minor, patch) of a media server version like ``1.32.5.7349-abc``."""
-    match = _VERSION.match(version.strip())
-    return None if match is None else (int(match[1]), int(match[2]), int(match[3]))
+class ServerRecord(msgspec.Struct, frozen=True):
+    """A server of the registry."""
+
+    id: str
+    owner: str
+    name: str
+    version: str
+    token_hash: str
 
 
-class ServerRecord:
-    __slots__ = ("id", "name", "owner", "token_hash", "version")
+class ServerSummary(msgspec.Struct, frozen=True):
+    """A server as an account with access to it (or an offer of it) sees it."""
 
-    def __init__(self, row: asyncpg.Record) -> None:
-        self.id: str = row["server_id"]
-        self.owner: str = row["owner"]
-        self.name: str = row["name"]
-        self.version: str = row["version"]
-        self.token_hash: str = row["token_hash"]
+    id: str
+    name: str
+    owner: str
+    version: str
+
+
+class ServerReport(msgspec.Struct, frozen=True):
+    """A server's report of one account's action."""
+
+    account: str
+    action: ReportedAction
+
+
+class StateChange(msgspec.Struct, frozen=True):
+    """A title's current state for the account when delivered (all None: no state)."""
+
+    account: str
+    guid: str
+    watched: bool | None
+    watched_at: datetime | None
+    rating: int | None
+    rated_at: datetime | None
+
+
+class BaselineRequest(msgspec.Struct, frozen=True):
+    """The server is asked for a baseline of what the account watched."""
+
+    account: str
+
+
+Change = StateChange | BaselineRequest
 
 
 class QueueWakeups:
@@ -133,86 +161,65 @@ class ServerService:
         if not domain.SERVER_ID.match(server_id):
             return None  # not a server id (a token's claim, a path): no query
         row = await self.pool.fetchrow(QUERIES["server_get"], server_id)
-        return None if row is None else ServerRecord(row)
+        return None if row is None else _server(row)
 
     async def require(self, server_id: str) -> ServerRecord:
+        """The server; raises :class:`~projections.domain.UnknownServer` when there is none."""
         server = await self.get(server_id)
         if server is None:
-            raise ApiError(404, "not_found", f"no server {server_id!r}")
+            raise domain.UnknownServer(f"no server {server_id!r}")
         return server
 
     # -- registration and access --------------------------------------------------------------
 
-    async def register(self, owner_id: str, body: wire.CreateServer) -> wire.CreatedServer:
-        version = parse_version(body.version)
-        if version is None:
-            raise invalid("$.version", "not a media server version such as 1.32.5.7349")
-        if version < MIN_VERSION:
-            raise ApiError(
-                422,
-                "server_too_old",
-                f"version {body.version} is older than 1.27.2, the first that syncs watch state",
-            )
+    async def register(
+        self, owner_id: str, server_id: str, name: str, version: str
+    ) -> tuple[ServerRecord, str]:
+        """Register a server owned by ``owner_id``; the registry's record and the server's
+        bearer token (which is not kept: only its hash is)."""
+        token, digest = new_token("server", server_id)
+        events = domain.register_server(server_id, name, version, digest)
         owner = await self._load_account(owner_id)
         if owner is None:
-            raise invalid("$.owner", f"no account {owner_id!r}")
-        token, digest = new_token("server", body.id)
-        event = domain.ServerRegistered(
-            server_id=body.id, name=body.name, version=body.version, token_hash=digest
-        )
+            raise domain.UnknownOwner(f"no account {owner_id!r}")
 
         async def add_to_registry(conn: Connection) -> None:
             # The registry row and the owner's event commit together: ids stay unique, the
             # token works at once, and the log still says everything.
             added = await conn.fetchval(
-                QUERIES["server_add"], body.id, owner.id, body.name, body.version, digest
+                QUERIES["server_add"], server_id, owner.id, name, version, digest
             )
             if added is None:
-                raise ApiError(409, "server_exists", f"server {body.id!r} is registered")
+                raise domain.ServerExists(f"server {server_id!r} is registered")
 
-        _, cursor = await self._accounts.decide(owner, lambda _: [event], within=add_to_registry)
+        _, cursor = await self._accounts.decide(owner, lambda _: events, within=add_to_registry)
         assert cursor is not None
         await self._settle(cursor)
-        log.info("server_registered", server=body.id, owner=owner.id)
-        return wire.CreatedServer(body.id, owner.id, body.name, body.version, token)
+        log.info("server_registered", server=server_id, owner=owner.id)
+        return ServerRecord(server_id, owner.id, name, version, digest), token
 
-    async def info(self, server: ServerRecord) -> wire.ServerInfo:
+    async def accounts_of(self, server: ServerRecord) -> list[str]:
+        """The accounts with access to the server (its owner included), sorted."""
         rows = await self.pool.fetch(QUERIES["server_accounts"], server.id)
-        accounts = sorted({server.owner, *(row["account_id"] for row in rows)})
-        return wire.ServerInfo(server.id, server.owner, server.name, server.version, accounts)
+        return sorted({server.owner, *(row["account_id"] for row in rows)})
 
     async def set_access(self, server: ServerRecord, account_id: str, offered: bool) -> None:
         """The owner offers the server to an account, or withdraws the offer / revokes the
         access (idempotent). An offer takes effect when the account accepts it."""
         account = await self._load_account(account_id)
         if account is None:
-            raise ApiError(404, "not_found", f"no account {account_id!r}")
-        if account.id == server.owner:
-            if offered:
-                return  # the owner always has access
-            raise invalid("account", "the owner's access cannot be revoked")
+            raise domain.UnknownAccount(f"no account {account_id!r}")
         decision = domain.offer_access if offered else domain.withdraw_access
         await self._change_access(account, server.id, decision)
 
     async def accept(self, account: Account, server_id: str) -> None:
         """The account accepts the owner's offer of a server (idempotent)."""
         server = await self.require(server_id)
-
-        def accept(account: Account, server_id: str) -> list[Event]:
-            try:
-                return domain.accept_access(account, server_id)
-            except domain.NoOffer:
-                raise ApiError(
-                    404, "not_found", f"no offer of server {server.id!r} to accept"
-                ) from None
-
-        await self._change_access(account, server.id, accept)
+        await self._change_access(account, server.id, domain.accept_access)
 
     async def leave(self, account: Account, server_id: str) -> None:
         """The account declines the offer of a server, or leaves it (idempotent)."""
         server = await self.require(server_id)
-        if server.owner == account.id:
-            raise invalid("sid", "an account cannot leave its own server")
         await self._change_access(account, server.id, domain.leave_access)
 
     async def _change_access(
@@ -224,99 +231,115 @@ class ServerService:
             # An acceptance's backfill (or the drop of a revocation) is queued before we answer.
             await self._settle(cursor)
 
-    async def servers_of(self, account: Account) -> wire.ServerList:
+    async def servers_of(self, account: Account) -> tuple[list[ServerSummary], list[ServerSummary]]:
+        """The servers with access to the account (owned, or shared and accepted), and those
+        offered to it, each sorted by id."""
         ids = sorted(account.servers | account.offered_servers)
         rows = {r["server_id"]: r for r in await self.pool.fetch(QUERIES["servers_get"], ids)}
 
-        def summaries(ids: frozenset[str]) -> list[wire.ServerSummary]:
+        def summaries(ids: frozenset[str]) -> list[ServerSummary]:
             return [
-                wire.ServerSummary(r["server_id"], r["name"], r["owner"], r["version"])
+                ServerSummary(r["server_id"], r["name"], r["owner"], r["version"])
                 for r in (rows[i] for i in sorted(ids) if i in rows)
             ]
 
-        return wire.ServerList(summaries(account.servers), summaries(account.offered_servers))
+        return summaries(account.servers), summaries(account.offered_servers)
 
-    # -- server-originated events -------------------------------------------------------------
+    # -- server-reported actions --------------------------------------------------------------
 
     async def ingest(
-        self, server_id: str, events: Sequence[wire.ServerEvent], now: datetime | None = None
-    ) -> list[wire.Result]:
-        """A server's batch: a result per event, in order. Each account's accepted events are
-        appended in one transaction (one account per transaction)."""
+        self, server_id: str, reports: Sequence[ServerReport], now: datetime | None = None
+    ) -> list[Outcome]:
+        """A server's batch: an outcome per report, in order. Each account's accepted events
+        are appended in one transaction (one account per transaction)."""
         now = now or datetime.now(UTC)
-        accounts = await self._accounts.load_many({item.account for item in events})
+        accounts = await self._accounts.load_many({report.account for report in reports})
         decisions = [
-            (item.account, _decide(accounts.get(item.account), server_id, item, now))
-            for item in events
+            (
+                report.account,
+                domain.decide_server_action(
+                    accounts.get(report.account), server_id, report.action, now
+                ),
+            )
+            for report in reports
         ]
 
         by_account: dict[str, list[int]] = {}
         for i, (account_id, _) in enumerate(decisions):
             by_account.setdefault(account_id, []).append(i)
-        results: dict[int, wire.Result] = {}
+        outcomes: dict[int, Outcome] = {}
         newest: LogCursor | None = None
         for account_id, indexes in by_account.items():
             recorded, cursor = await record(
                 self.store, account_id, [decisions[i][1] for i in indexes]
             )
-            results.update(zip(indexes, recorded, strict=True))
+            outcomes.update(zip(indexes, recorded, strict=True))
             if cursor is not None:
                 newest = cursor if newest is None else max(newest, cursor)
         if newest is not None:
             await self._settle(newest)
-        return [results[i] for i in range(len(decisions))]
+        return [outcomes[i] for i in range(len(decisions))]
 
     # -- delivery -----------------------------------------------------------------------------
 
-    async def changes(self, server_id: str, query: wire.ChangesQuery) -> wire.Changes:
-        """Pending changes after the cursor (which acknowledges everything up to it); with
-        ``wait``, hold until one arrives or the time is up."""
-        after = 0
-        if query.cursor is not None:
-            after = decode_cursor(query.cursor, int)
+    async def changes(
+        self, server_id: str, *, after: int | None, limit: int, wait: float
+    ) -> tuple[list[Change], int]:
+        """Pending changes after sequence number ``after`` (which acknowledges everything up
+        to it; None: nothing yet), at most ``limit``; with ``wait`` (seconds), hold until one
+        arrives or the time is up. The changes, and the sequence number to pass next."""
+        if after is None:
+            after = 0
+        else:
             await self.pool.execute(QUERIES["queue_ack"], server_id, after)
-        deadline = time.monotonic() + query.wait
+        deadline = time.monotonic() + wait
         wakeups = self.wakeups.for_server(server_id)
         while True:
             generation = wakeups.generation
-            rows = await self.pool.fetch(QUERIES["queue_pending"], server_id, after, query.limit)
+            rows = await self.pool.fetch(QUERIES["queue_pending"], server_id, after, limit)
             remaining = deadline - time.monotonic()
             if rows or remaining <= 0 or self.wakeups.closing:
                 break
             await wakeups.wait(generation, remaining)
         changes = [_change(row) for row in rows]
-        cursor = rows[-1]["seq"] if rows else after
-        return wire.Changes(changes, encode_cursor(cursor))
+        return changes, rows[-1]["seq"] if rows else after
 
 
-def _decide(
-    account: Account | None, server_id: str, item: wire.ServerEvent, now: datetime
-) -> NewEvent | wire.Rejected:
-    """A server event's fate: the account's checks first, then the title's."""
-    if account is None:
-        return wire.Rejected("unknown_account")
-    if account.kind == "managed":
-        return wire.Rejected("managed_account")
-    if not account.has_access(server_id):
-        return wire.Rejected("no_access")
-    if not account.sync_enabled:
-        return wire.Rejected("sync_disabled")
-    return decide(
-        account.id,
-        item.type,
-        item.guid,
-        item.at,
-        item.rating,
-        now,
-        edition=item.edition,
-        baseline=item.baseline,
+async def restore_registration(
+    conn: Connection, owner: str, registered: domain.ServerRegistered
+) -> None:
+    """The registry row of a server registered in an imported event, in the import's
+    transaction, exactly as registration writes it (so its token works); ValueError when the
+    id is registered to another account here."""
+    server = registered.server_id
+    added = await conn.fetchval(
+        QUERIES["server_add"],
+        server,
+        owner,
+        registered.name,
+        registered.version,
+        registered.token_hash,
+    )
+    if added is None:
+        row = await conn.fetchrow(QUERIES["server_get"], server)
+        if row is None or row["owner"] != owner:
+            raise ValueError(f"server {server!r} is registered to another account here")
+
+
+def _server(row: asyncpg.Record) -> ServerRecord:
+    return ServerRecord(
+        id=row["server_id"],
+        owner=row["owner"],
+        name=row["name"],
+        version=row["version"],
+        token_hash=row["token_hash"],
     )
 
 
-def _change(row: asyncpg.Record) -> wire.Change:
+def _change(row: asyncpg.Record) -> Change:
     if row["kind"] == "baseline_request":
-        return wire.BaselineRequest(row["account_id"])
-    return wire.StateChange(
+        return BaselineRequest(row["account_id"])
+    return StateChange(
         account=row["account_id"],
         guid=row["guid"],
         watched=row["watched"],

@@ -1,17 +1,22 @@
-"""HTTP errors: one exception type, one place that turns anything into problem+json."""
+"""HTTP errors: one exception type for the HTTP edge's own refusals (:class:`ApiError`: a
+malformed request, a missing token...), one table for the domain's (:data:`DOMAIN_PROBLEMS`),
+and one place that turns anything into problem+json (:func:`problem_middleware`)."""
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from http import HTTPStatus
+from typing import NamedTuple
 
 import msgspec
 import structlog
 from aiohttp import web
 
 from eventstore.database import unavailable
+from projections import domain
+from projections.domain import DomainError
 
 from .wire import FieldError, Problem
 
@@ -66,6 +71,48 @@ def invalid(field: str, message: str) -> ApiError:
     )
 
 
+class DomainProblem(NamedTuple):
+    """How the API reports a domain error: its status and code, and for the refusal of one
+    request field (422 ``invalid_request``), that field."""
+
+    status: int
+    code: str
+    field: str | None = None
+
+
+# Every refusal of the domain, as the API reports it (a class not listed: as its nearest
+# listed base class). The only place HTTP statuses meet domain errors.
+DOMAIN_PROBLEMS: Mapping[type[DomainError], DomainProblem] = {
+    DomainError: DomainProblem(409, "conflict"),
+    domain.AccountExists: DomainProblem(409, "account_exists"),
+    domain.UnknownAccount: DomainProblem(404, "not_found"),
+    domain.ManagedAccount: DomainProblem(403, "managed_account"),
+    domain.AccountBusy: DomainProblem(409, "conflict"),
+    domain.UnknownServer: DomainProblem(404, "not_found"),
+    domain.UnknownOwner: DomainProblem(422, "invalid_request", "$.owner"),
+    domain.NotAServerVersion: DomainProblem(422, "invalid_request", "$.version"),
+    domain.ServerTooOld: DomainProblem(422, "server_too_old"),
+    domain.ServerExists: DomainProblem(409, "server_exists"),
+    domain.NoOffer: DomainProblem(404, "not_found"),
+    domain.OwnerKeepsAccess: DomainProblem(422, "invalid_request", "account"),
+    domain.CannotLeaveOwnServer: DomainProblem(422, "invalid_request", "sid"),
+    domain.SyncEnabled: DomainProblem(409, "sync_enabled"),
+}
+
+
+def from_domain(error: DomainError) -> ApiError:
+    """The problem details of a domain error (:data:`DOMAIN_PROBLEMS`)."""
+    problem = next(DOMAIN_PROBLEMS[c] for c in type(error).__mro__ if c in DOMAIN_PROBLEMS)
+    if problem.field is None:
+        return ApiError(problem.status, problem.code, error.message)
+    return ApiError(
+        problem.status,
+        problem.code,
+        f"{problem.field}: {error.message}",
+        errors=[FieldError(problem.field, error.message)],
+    )
+
+
 _FIELD = re.compile(r"^`(?P<field>\w+)`: (?P<message>.*)$", re.DOTALL)
 _AT_PATH = re.compile(r"^(?P<message>.*?)(?: - at `(?P<path>[^`]+)`)?$", re.DOTALL)
 
@@ -113,6 +160,8 @@ async def problem_middleware(request: web.Request, handler: Handler) -> web.Stre
         return await handler(request)
     except ApiError as error:
         return problem_response(error)
+    except DomainError as error:
+        return problem_response(from_domain(error))
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -158,7 +207,7 @@ class DatabaseHealth:
 
 
 def _database_unavailable(request: web.Request, exc: Exception) -> web.Response:
-    # Imported here: the app's keys name the services, and they all import this module.
+    # Imported here: the app's keys name the app's parts, and most of them import this module.
     from .appkeys import DATABASE_HEALTH
 
     health = request.app.get(DATABASE_HEALTH)

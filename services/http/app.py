@@ -1,51 +1,52 @@
-"""The aiohttp application: composition of pool, log, projections and routes."""
+"""The aiohttp application: the endpoints, and (in its cleanup context) the pool, the log,
+the projections and the commands, every background task of which the supervisor owns."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
-import structlog
 from aiohttp import web
 
-from eventstore import EventStore, LogCursor, LogListener, migrations
+from eventstore import EventStore, LogListener, migrations
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
+from projections.catalog import all_projections
 from projections.runner import PROGRESS_CHANNEL, ProjectionProgress, ProjectionRunner
-from projections.watch import all_projections
+from services import MIGRATION_PACKAGES
+from services.commands.accounts import AccountService
+from services.commands.deletions import Deletions
+from services.commands.progress import PROJECTION_NAMES, settle_with
+from services.commands.reads import Reads
+from services.commands.servers import QueueWakeups, ServerService
+from services.runtime.config import Settings
+from services.runtime.supervisor import Supervisor
 
-from .accounts import AccountService
 from .appkeys import (
     ACCOUNTS,
+    AUTHENTICATOR,
     DATABASE_HEALTH,
+    DELETIONS,
     METRICS,
-    MIGRATION_PACKAGES,
     OPENAPI,
     POOL,
     PROGRESS,
-    PROJECTION_NAMES,
+    READS,
     RUNNERS,
     SERVERS,
     SETTINGS,
     STORE,
     STREAM_SLOTS,
+    SUPERVISOR,
 )
-from .auth import operator_token_hash
-from .config import Settings
-from .endpoints import Authenticator, bind
+from .auth import Authenticator, operator_token_hash
+from .endpoints import bind
 from .errors import DatabaseHealth, problem_middleware
 from .limits import StreamSlots
 from .metrics import Metrics
 from .openapi import build_openapi
 from .routes import ENDPOINTS
-from .servers import QueueWakeups, ServerService
-
-log = structlog.get_logger(__name__)
-
-__all__ = ["MIGRATION_PACKAGES", "STORE", "create_app"]
 
 
 def _version() -> str:
@@ -60,8 +61,8 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
         settings = app[SETTINGS]
         health = app[DATABASE_HEALTH] = DatabaseHealth()
         # No wait on the database is unbounded: connecting, waiting for a free connection, each
-        # statement. Past the bound a request answers 503 (services.errors), and the pool tells
-        # `health` whenever the database answers (the end of an outage). No floor of idle
+        # statement. Past the bound a request answers 503 (services.http.errors), and the pool
+        # tells `health` whenever the database answers (the end of an outage). No floor of idle
         # connections: asyncpg would restore it during an outage with a traceback a try (and
         # the background readers keep connections busy anyway).
         bound = settings.database_timeout
@@ -82,34 +83,17 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                     await migrations.migrate(conn, MIGRATION_PACKAGES)
                 finally:
                     await conn.close()
-            listener = LogListener(
-                lambda: db.connect(url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
-            )
-            async with EventStore(pool, listener=listener) as store:
+            # Leaving it stops every background task, before the pool closes.
+            async with Supervisor() as supervisor:
+                listener = LogListener(
+                    lambda: db.connect(url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
+                )
+                store = await supervisor.enter(EventStore(pool, listener=listener))
                 progress = listener.wakeups_for(PROGRESS_CHANNEL)
-                app[POOL] = pool
-                app[STORE] = store
-
                 tracker = ProjectionProgress(pool, progress, PROJECTION_NAMES)
-                app[PROGRESS] = tracker
-
-                async def settle(cursor: LogCursor) -> None:
-                    # Read-your-writes: a write answers once every projection (state and queues,
-                    # history) has applied it; past the bound it answers anyway, and says so.
-                    # While the database is gone it answers at once (it is in the log), and
-                    # quietly: the outage is logged once, not once per write.
-                    applied = await tracker.wait_until_applied(
-                        cursor, SETTLE_WITHIN, unless_lost=True
-                    )
-                    if not applied and tracker.lost is None:
-                        log.warning("projections_behind", position=cursor.position)
-
-                accounts = AccountService(store, pool, settle)
-                app[ACCOUNTS] = accounts
-
+                accounts = AccountService(store, pool, settle_with(tracker))
                 queue_wakeups = QueueWakeups(pool, progress)
                 servers = ServerService(store, pool, accounts, queue_wakeups)
-                app[SERVERS] = servers
                 authenticator = Authenticator(
                     lambda: operator_token_hash(pool, settings),
                     accounts.load,
@@ -117,45 +101,36 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 )
                 if migrate:  # a new operator token is made, and shown, at first start
                     await authenticator.operator_hash()
-                app[_AUTHENTICATOR] = authenticator
                 runners = [
                     ProjectionRunner(p, store, lambda: db.connect(url)) for p in all_projections()
                 ]
-                app[RUNNERS] = runners
                 app[METRICS].watch_runners(runners)
-                tasks = [asyncio.create_task(r.run(), name=f"projection:{r.name}") for r in runners]
-                tasks.append(asyncio.create_task(queue_wakeups.run(), name="queue-wakeups"))
-                tasks.append(asyncio.create_task(tracker.run(), name="projection-progress"))
-                app[_TASKS] = tasks
-                try:
-                    yield
-                finally:
-                    for task in tasks:
-                        task.cancel()
-                    for task in tasks:
-                        with contextlib.suppress(asyncio.CancelledError):
-                            await task
+                for runner in runners:
+                    supervisor.start(f"projection:{runner.name}", runner.run)
+                supervisor.start("queue-wakeups", queue_wakeups.run)
+                supervisor.start("projection-progress", tracker.run)
+
+                app[POOL] = pool
+                app[STORE] = store
+                app[PROGRESS] = tracker
+                app[ACCOUNTS] = accounts
+                app[SERVERS] = servers
+                app[READS] = Reads(pool, store)
+                app[DELETIONS] = Deletions(store, accounts, settle_with(tracker))
+                app[AUTHENTICATOR] = authenticator
+                app[RUNNERS] = runners
+                app[SUPERVISOR] = supervisor
+                yield
         finally:
             await pool.close()
 
     return ctx
 
 
-_AUTHENTICATOR = web.AppKey("authenticator", Authenticator)
-# How long a write waits for the projections to apply it before answering anyway.
-SETTLE_WITHIN = 5.0
-_TASKS: web.AppKey[list[asyncio.Task[None]]] = web.AppKey("tasks", list)
-
-
 async def _release_long_polls(app: web.Application) -> None:
     # Graceful shutdown waits for in-flight requests: long-polls must not hold it for a minute.
     if SERVERS in app:
         app[SERVERS].wakeups.close()
-
-
-def background_tasks(app: web.Application) -> list[asyncio.Task[None]]:
-    """Every long-running task of the app, for a supervisor to watch: none ends by itself."""
-    return [*app[STORE].background_tasks(), *app[_TASKS]]
 
 
 def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -> web.Application:
@@ -173,6 +148,6 @@ def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -
     app.on_shutdown.append(_release_long_polls)
     for endpoint in ENDPOINTS:
         app.router.add_route(
-            endpoint.method, endpoint.path, bind(endpoint, lambda: app[_AUTHENTICATOR])
+            endpoint.method, endpoint.path, bind(endpoint, lambda: app[AUTHENTICATOR])
         )
     return app

@@ -29,7 +29,8 @@ import structlog
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from .config import Settings
+from services.runtime.config import Settings
+
 from .errors import ApiError, problem_response
 
 log = structlog.get_logger(__name__)

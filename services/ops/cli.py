@@ -19,6 +19,7 @@ import sys
 import traceback
 import typing
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from typing import Literal
 from urllib.parse import unquote, urlsplit
 
@@ -30,12 +31,22 @@ import structlog
 from eventstore import EventStore, ImportFailed, MigrationError, migrations
 from eventstore import database as db
 from eventstore.exchange import IMPORT_CONCURRENCY, export_events, import_events
+from services import MIGRATION_PACKAGES
+from services.runtime.config import ENV_ONLY, SETTINGS, SettingError, Settings, flag
+from services.runtime.embedded import database
+from services.runtime.logs import configure_logging, console_format
+from services.runtime.serve import serve
 
-from .api import MIGRATION_PACKAGES
-from .config import ENV_ONLY, SETTINGS, SettingError, Settings, flag
 from .exchange import ImportRules
-from .logs import configure_logging, console_format
-from .runtime import database, serve
+from .replaying import (
+    ReplayError,
+    chosen,
+    projection_names,
+    replay_summary,
+    run_replay,
+    run_verify,
+    verify_summary,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -135,7 +146,11 @@ def build_parser() -> argparse.ArgumentParser:
             "and dropped afterwards, so the real log is never touched."
         ),
     )
-    p.add_argument("suite", choices=["eventstore", "api", "servers", "all"], help="what to measure")
+    p.add_argument(
+        "suite",
+        choices=["eventstore", "api", "servers", "replay", "all"],
+        help="what to measure (all: every suite but replay, which takes minutes)",
+    )
     log_options = p.add_argument_group("eventstore")
     log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
     log_options.add_argument(
@@ -165,6 +180,77 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         help="bulk ingest requests of --request-batch events (20)",
+    )
+    replay_options = p.add_argument_group("replay")
+    replay_options.add_argument(
+        "--log-events",
+        type=int,
+        default=2_000_000,
+        help="events of the generated log replayed, exported and imported (2000000)",
+    )
+    replay_options.add_argument(
+        "--accounts", type=int, default=5_000, help="accounts the log is spread over (5000)"
+    )
+    _add_database_options(p)
+    _add_logging_options(p)
+
+    p = commands.add_parser(
+        "replay",
+        help="rebuild projections from the log and swap them in (or a point-in-time copy)",
+        description=(
+            "Rebuild projections from the event log into side tables, set-based, while the "
+            "service keeps serving and writing, then swap them in atomically; the running "
+            "service's projection runners catch up from the rebuilt position. Events a "
+            "projection cannot apply are kept as dead letters (GET /v1/admin/projections); a "
+            "replay retries them. With --until-position or --until-time, build a point-in-time "
+            "copy into a schema of its own (--into) for inspection instead: the live tables are "
+            "not touched. A progress bar on a terminal, progress lines otherwise; a summary "
+            "at the end."
+        ),
+    )
+    p.add_argument(
+        "--projection",
+        choices=[*projection_names(), "all"],
+        default="all",
+        help="the projection to rebuild (default: all)",
+    )
+    bound = p.add_mutually_exclusive_group()
+    bound.add_argument(
+        "--until-position",
+        type=_position,
+        metavar="N",
+        help="a copy of the projections as the log stood at position N",
+    )
+    bound.add_argument(
+        "--until-time",
+        type=_time,
+        metavar="T",
+        help="a copy as the log stood at time T (ISO 8601 with a UTC offset)",
+    )
+    p.add_argument(
+        "--into",
+        metavar="SCHEMA",
+        help="the schema of a point-in-time copy (default watchledger_as_of; replaced if it "
+        "is an earlier copy, refused if it is anything else)",
+    )
+    _add_database_options(p)
+    _add_logging_options(p)
+
+    p = commands.add_parser(
+        "verify",
+        help="compare the live projections with a rebuild from the log; exit 1 on a difference",
+        description=(
+            "Rebuild the projections from the log into side tables, bring them to where each "
+            "live projection stands, and compare. Prints a summary of the differences (rows "
+            "only in the live table, only in the rebuild, and the accounts concerned) and "
+            "exits 1 on any; 0 when they agree. Changes nothing: `watchledger replay` repairs."
+        ),
+    )
+    p.add_argument(
+        "--projection",
+        choices=[*projection_names(), "all"],
+        default="all",
+        help="the projection to verify (default: all)",
     )
     _add_database_options(p)
     _add_logging_options(p)
@@ -222,6 +308,18 @@ def _position(text: str) -> int:
         value = -1
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"expected a log position (0 or more), got {text!r}")
+    return value
+
+
+def _time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        value = None
+    if value is None or value.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"expected a time with a UTC offset, such as 2026-11-21T12:00:00+00:00, got {text!r}"
+        )
     return value
 
 
@@ -304,7 +402,7 @@ def _listen_failure(exc: BaseException, settings: Settings) -> CommandFailed:
 
 def _while_listening(exc: BaseException) -> bool:
     """Whether ``exc`` came from opening the listening socket rather than from setting up the
-    database before it (``runtime.serve`` raises both as they come)."""
+    database before it (``services.runtime.serve`` raises both as they come)."""
     frames = traceback.walk_tb(exc.__traceback__)
     return any(frame.f_code.co_name == "create_server" for frame, _ in frames)
 
@@ -413,6 +511,46 @@ async def _import(settings: Settings, url: str, path: str) -> int:
     return 0
 
 
+async def _replay(settings: Settings, url: str, args: argparse.Namespace) -> int:
+    conn = await _connect_migrated(settings, url)
+    copied = args.until_position is not None or args.until_time is not None or bool(args.into)
+    try:
+        report = await run_replay(
+            conn,
+            chosen(args.projection),
+            until_position=args.until_position,
+            until_time=args.until_time,
+            into=args.into,
+        )
+    except ReplayError as exc:
+        raise CommandFailed(str(exc)) from exc
+    finally:
+        await conn.close()
+    _say(replay_summary(report, copied=copied), settings)
+    return 0
+
+
+async def _verify(settings: Settings, url: str, projection: str) -> int:
+    conn = await _connect_migrated(settings, url)
+    try:
+        report = await run_verify(conn, chosen(projection))
+    except ReplayError as exc:
+        raise CommandFailed(str(exc)) from exc
+    finally:
+        await conn.close()
+    for line in verify_summary(report):
+        _say(line, settings)
+    return 0 if report.ok else 1
+
+
+def _say(line: str, settings: Settings) -> None:
+    """A result line: plain on stderr for a person, a log record when logs are JSON lines."""
+    if console_format(settings.log_format):
+        print(line, file=sys.stderr, flush=True)
+    else:
+        log.info("command_result", summary=line)
+
+
 def _report(message: str, settings: Settings) -> None:
     """One line on stderr: plain for a person, a log record when logs are JSON lines."""
     if console_format(settings.log_format):
@@ -456,6 +594,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
                 asyncio.run(_check_database(settings, url))
                 return asyncio.run(run_bench(args.suite, url, options))
+            if args.command == "replay":
+                return asyncio.run(_replay(settings, url, args))
+            if args.command == "verify":
+                return asyncio.run(_verify(settings, url, args.projection))
             if args.command == "events":
                 if args.events_command == "export":
                     return asyncio.run(_export(settings, url, args.after))

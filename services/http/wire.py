@@ -12,7 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from projections.domain import SERVER_ID, AccountKind, ActionType, Visibility
+from projections.domain import SERVER_ID, AccountKind, ActionType, RejectionCode, Visibility
+from services.commands import actions
 
 Timestamp = Annotated[
     datetime,
@@ -159,25 +160,20 @@ class Duplicate(msgspec.Struct, tag_field="status", tag="duplicate"):
     pass
 
 
-RejectionCode = Literal[
-    "unknown_account",
-    "managed_account",
-    "no_access",
-    "sync_disabled",
-    "music_not_synced",
-    "unsupported_guid",
-    "edition_not_synced",
-    "in_progress_not_synced",
-    "invalid_rating",
-    "at_in_future",
-]
-
-
 class Rejected(msgspec.Struct, tag_field="status", tag="rejected"):
     code: RejectionCode
 
 
 Result = Recorded | Duplicate | Rejected
+
+
+def result(outcome: actions.Outcome) -> Result:
+    """The wire form of an action's outcome."""
+    if isinstance(outcome, actions.Recorded):
+        return Recorded(outcome.position)
+    if isinstance(outcome, actions.Duplicate):
+        return Duplicate()
+    return Rejected(outcome.code)
 
 
 class Results(msgspec.Struct):
@@ -228,6 +224,15 @@ class HistoryQuery(msgspec.Struct, forbid_unknown_fields=True):
     guid: str | None = None
     limit: Limit = 100
     cursor: str | None = None
+
+
+class DeleteQuery(msgspec.Struct, forbid_unknown_fields=True):
+    # Only "true" confirms: anything else (absent, "false", "yes") is refused.
+    confirm: str | None = None
+
+
+class Deleted(msgspec.Struct):
+    deleted: int
 
 
 # -- operator ---------------------------------------------------------------------------------

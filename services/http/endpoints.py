@@ -2,7 +2,8 @@
 
 The same declaration registers the aiohttp route, does authentication, content-type and
 body/query decoding before the handler runs, and feeds the OpenAPI document — so the
-document cannot drift from what is served.
+document cannot drift from what is served. Each route module declares its endpoints on
+their handlers (:class:`Declarations`).
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import msgspec
 from aiohttp import web
 
 from projections.domain import Account
+from services.commands.tokens import PrincipalKind
 
 from . import wire
 from .appkeys import SETTINGS
-from .auth import Principal, PrincipalKind, bearer, forbidden, matches, parse_token, unauthorized
+from .auth import Authenticator, Principal, forbidden
 from .errors import ApiError, from_validation, invalid
 from .httpserver import close_after_response
 from .wire import storable
@@ -40,8 +42,15 @@ class Context(Generic[B, Q]):
     body: B
     query: Q
 
+    @property
+    def me(self) -> Account:
+        """The calling account (of an endpoint that only accounts may call)."""
+        assert self.account is not None
+        return self.account
+
 
 Handler = Callable[[Context[Any, Any]], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
 
 
 @dataclass(frozen=True)
@@ -61,47 +70,54 @@ class Endpoint:
     raw_response: str | None = None  # content type of a non-JSON success body
 
 
+class Declarations:
+    """The endpoints of a route module, each declared on its handler, in declaration order:
+
+    ``@route("GET", "/v1/me", summary=..., operation_id="getMe", tag="me", ...)``
+    """
+
+    def __init__(self) -> None:
+        self.endpoints: list[Endpoint] = []
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        operation_id: str,
+        tag: str,
+        auth: tuple[PrincipalKind, ...] = (),
+        body: type[Any] | None = None,
+        query: type[Any] | None = None,
+        responses: Mapping[int, tuple[Any, str]] | None = None,
+        errors: Mapping[int, str] | None = None,
+        raw_response: str | None = None,
+    ) -> Callable[[H], H]:
+        def declare(handler: H) -> H:
+            self.endpoints.append(
+                Endpoint(
+                    method,
+                    path,
+                    handler,
+                    summary,
+                    operation_id,
+                    tag,
+                    auth=auth,
+                    body=body,
+                    query=query,
+                    responses=responses or {},
+                    errors=errors or {},
+                    raw_response=raw_response,
+                )
+            )
+            return handler
+
+        return declare
+
+
 def json_response(body: Any, *, status: int = 200) -> web.Response:
     return web.Response(body=_json.encode(body), status=status, content_type="application/json")
-
-
-class Authenticator:
-    """Turns a bearer token into a :class:`Principal` (401 if it is nobody's)."""
-
-    def __init__(
-        self,
-        operator_hash: Callable[[], Awaitable[str]],
-        load_account: Callable[[str], Awaitable[Account | None]],
-        server_token_hash: Callable[[str], Awaitable[str | None]],
-    ) -> None:
-        self._find_operator_hash = operator_hash
-        self._operator_hash: str | None = None
-        self._load_account = load_account
-        self._server_token_hash = server_token_hash
-
-    async def operator_hash(self) -> str:
-        """The hash the operator's token must match (looked up, or made, once)."""
-        if self._operator_hash is None:
-            self._operator_hash = await self._find_operator_hash()
-        return self._operator_hash
-
-    async def resolve(self, authorization: str | None) -> tuple[Principal, Account | None]:
-        token = bearer(authorization)
-        # The operator's token is whatever WATCHLEDGER_OPERATOR_TOKEN says: any shape.
-        if matches(token, await self.operator_hash()):
-            return Principal("operator", "operator"), None
-        claimed = parse_token(token)
-        if claimed is not None:
-            kind, owner = claimed
-            if kind == "account" and owner is not None:
-                account = await self._load_account(owner)
-                if account is not None and matches(token, account.token_hash):
-                    return Principal("account", account.id), account
-            if kind == "server" and owner is not None:
-                stored = await self._server_token_hash(owner)
-                if stored is not None and matches(token, stored):
-                    return Principal("server", owner), None
-        raise unauthorized("the token is not valid")
 
 
 def _decode_query(request: web.Request, query_type: type[Any]) -> Any:

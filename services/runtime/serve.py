@@ -1,39 +1,29 @@
-"""Running the service: choosing the database, serving until a signal, stopping cleanly."""
+"""Serving: the HTTP API until a signal, or until a background task dies; then stopping
+cleanly."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
 import structlog
 from aiohttp import web
 
-from .api import background_tasks, create_app
+from services.http.app import create_app
+from services.http.appkeys import SUPERVISOR
+from services.http.httpserver import GuardedAppRunner
+
 from .config import Settings
-from .embedded import EmbeddedPostgres
-from .httpserver import GuardedAppRunner
 
 log = structlog.get_logger(__name__)
-
-
-@contextlib.contextmanager
-def database(settings: Settings) -> Iterator[str]:
-    """The database URL to use: ``WATCHLEDGER_DATABASE_URL``, or an embedded PostgreSQL that
-    runs for as long as this context is open."""
-    if settings.database_url:
-        yield settings.database_url
-        return
-    with EmbeddedPostgres(Path(settings.data_dir)) as url:
-        yield url
 
 
 async def serve(
     settings: Settings, database_url: str, *, started: asyncio.Event | None = None
 ) -> None:
-    """Serve the API until SIGINT or SIGTERM, then let in-flight requests finish."""
+    """Serve the API until SIGINT or SIGTERM, then let in-flight requests finish. Raises
+    :class:`~services.runtime.supervisor.BackgroundTaskDied` (after stopping) when a
+    background task dies."""
     await _check_listenable(settings.host, settings.port)
     runner = GuardedAppRunner(
         create_app(settings, database_url),
@@ -43,26 +33,18 @@ async def serve(
         access_log=None,
     )
     await runner.setup()
-    stop = asyncio.Event()
+    # Set up by the app's cleanup context, which stops it too (runner.cleanup() below).
+    supervisor = runner.app[SUPERVISOR]
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, supervisor.stop.set)
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
         log.info("serving", host=settings.host, port=settings.port)
         if started is not None:
             started.set()
-        stopping = asyncio.create_task(stop.wait(), name="wait-for-signal")
-        watched = {stopping, *background_tasks(runner.app)}
-        done, _ = await asyncio.wait(watched, return_when=asyncio.FIRST_COMPLETED)
-        if stopping not in done:
-            stopping.cancel()
-            failed = done.pop()
-            # A background task never ends by itself: stop the whole rather than limp on.
-            error = None if failed.cancelled() else failed.exception()
-            log.error("background_task_died", task=failed.get_name(), exc_info=error)
-            raise RuntimeError(f"background task {failed.get_name()} died")
+        await supervisor.watch()
         log.info("stopping", shutdown_timeout=settings.shutdown_timeout)
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):

@@ -7,8 +7,7 @@ from eventstore import EventStoreError, StreamName
 from eventstore.database import Connection
 from eventstore.exchange import ExportedEvent
 from projections import domain
-
-from .auth import QUERIES
+from services.commands.servers import restore_registration
 
 
 class ImportRules:
@@ -34,17 +33,4 @@ class ImportRules:
     async def apply(self, conn: Connection, event: ExportedEvent) -> None:
         registered = domain.registry.decode(event.recorded())
         assert isinstance(registered, domain.ServerRegistered)
-        owner = StreamName.parse(event.stream).id
-        server = registered.server_id
-        added = await conn.fetchval(
-            QUERIES["server_add"],
-            server,
-            owner,
-            registered.name,
-            registered.version,
-            registered.token_hash,
-        )
-        if added is None:
-            row = await conn.fetchrow(QUERIES["server_get"], server)
-            if row is None or row["owner"] != owner:
-                raise ValueError(f"server {server!r} is registered to another account here")
+        await restore_registration(conn, StreamName.parse(event.stream).id, registered)

@@ -27,8 +27,7 @@ import msgspec
 from eventstore import EventStore, LogCursor, NewEvent, migrations
 from eventstore import database as db
 from eventstore.queries import load_queries
-
-from .api import MIGRATION_PACKAGES
+from services import MIGRATION_PACKAGES
 
 QUERIES = load_queries("services", "sql/bench.sql")
 
@@ -207,7 +206,7 @@ async def running_server(database_url: str, operator_token: str) -> AsyncIterato
         "WATCHLEDGER_PORT": str(port),
     }
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "services.cli", "serve", env=env, stdin=asyncio.subprocess.DEVNULL
+        sys.executable, "-m", "services.ops.cli", "serve", env=env, stdin=asyncio.subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -436,10 +435,13 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     samples: int = 200
     servers: int = 100
     ingest_requests: int = 20
+    log_events: int = 2_000_000
+    accounts: int = 5_000
 
 
 async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
-    """Run a suite (``eventstore``, ``api`` or ``all``) and print its figures."""
+    """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, or ``replay``) and
+    print its figures."""
     if suite in ("eventstore", "all"):
         figures = await bench_eventstore(
             url, writers=options.writers, events=options.events, batch=options.batch
@@ -466,4 +468,10 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
         )
         print_figures("watchledger bench servers", figures)
         print_latencies(latencies)
+    if suite == "replay":
+        from .bench_replay import bench_replay, print_per_minute
+
+        figures = await bench_replay(url, events=options.log_events, accounts=options.accounts)
+        print_figures("watchledger bench replay", figures)
+        print_per_minute(figures)
     return 0
