@@ -152,7 +152,13 @@ async def test_a_purge_racing_an_uncommitted_append_fails_on_the_version(
         purging = asyncio.ensure_future(
             store.purge("account-a1", [a.position], tombstone(), expected_version=1)
         )
-        await asyncio.sleep(0.05)  # the purge now waits on the writer's version 2
+        # Wait until the purge waits on the writer's version 2 (a lock wait in PostgreSQL).
+        async with asyncio.timeout(10):
+            while not await pool.fetchval(
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE wait_event_type = 'Lock' AND query LIKE '%eventstore_purge_v2%'"
+            ):
+                await asyncio.sleep(0.005)
         assert not purging.done()
     with pytest.raises(ConcurrencyConflict):
         await purging
