@@ -158,7 +158,7 @@ async def test_a_purge_racing_an_uncommitted_append_fails_on_the_version(
                 "SELECT count(*) FROM pg_stat_activity"
                 " WHERE wait_event_type = 'Lock' AND query LIKE '%eventstore_purge_v2%'"
             ):
-                await asyncio.sleep(0.005)
+                await store.wakeups.wait(store.wakeups.generation, 0.005)
         assert not purging.done()
     with pytest.raises(ConcurrencyConflict):
         await purging
