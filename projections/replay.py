@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -99,9 +99,6 @@ class VerifyReport(msgspec.Struct, frozen=True):
     @property
     def ok(self) -> bool:
         return not self.differences
-
-
-Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]
 
 
 def _quote(name: str) -> str:
@@ -187,10 +184,9 @@ class Rebuilder:
         *,
         until_position: int | None = None,
         until_time: datetime | None = None,
-        total: int | None = None,
     ) -> None:
         """Fold the log from where the side tables stand up to ``through``, slice by slice."""
-        total = self.events + await self.count(self.cursor, through) if total is None else total
+        total = self.events + await self.count(self.cursor, through)
         while self.cursor < through:
             row = await self.conn.fetchrow(
                 QUERIES["slice_end"],
@@ -208,13 +204,11 @@ class Rebuilder:
                 until_time=until_time,
             )
             await self._fold(part)
-            self.events += self._slice_events if row is not None else await self._tail(end)
+            done = self._slice_events if row is not None else await self.count(self.cursor, end)
+            self.events += done
             self.cursor = end
             if self._progress is not None:
                 self._progress(min(self.events, total), total)
-
-    async def _tail(self, end: LogCursor) -> int:
-        return await self.count(self.cursor, end)
 
     async def _fold(self, part: Slice) -> None:
         async with self.conn.transaction():

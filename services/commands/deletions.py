@@ -14,16 +14,15 @@ import structlog
 
 from eventstore import ConcurrencyConflict, EventStore, RecordedEvent
 from eventstore.database import Connection
-from eventstore.queries import load_queries
 from projections import domain
 from projections.domain.deletions import Deletion, delete_history, delete_state
+from services.sql import QUERIES
 
 from .accounts import AccountService
 from .progress import Settle
 
 log = structlog.get_logger(__name__)
 
-QUERIES = load_queries("services")
 _ATTEMPTS = 5
 _PAGE = 5000
 
