@@ -23,8 +23,8 @@ from .records import (
     StreamName,
 )
 from .store import EventStore
-from .tailing import SafePage, SafeReader, SnapshotXminReader
-from .wakeups import LogListener, Wakeups
+from .tailing import LogFollow, SafePage, SafeReader, SnapshotXminReader
+from .wakeups import HintFollower, KeyedWakeups, LogListener, Wakeups
 
 MIGRATION_PACKAGE = "eventstore"
 
@@ -37,9 +37,12 @@ __all__ = [
     "EventRegistry",
     "EventStore",
     "EventStoreError",
+    "HintFollower",
     "ImportFailed",
     "InvalidStreamName",
+    "KeyedWakeups",
     "LogCursor",
+    "LogFollow",
     "LogListener",
     "MigrationError",
     "NewEvent",

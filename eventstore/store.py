@@ -33,7 +33,7 @@ from .records import (
     StreamName,
     event_from_row,
 )
-from .tailing import SafePage, SafeReader, SnapshotXminReader
+from .tailing import LogFollow, SafePage, SafeReader, SnapshotXminReader
 from .wakeups import DEFAULT_CHANNEL, LogListener, Notifier, Wakeups
 
 log = structlog.get_logger(__name__)
@@ -335,28 +335,34 @@ class EventStore:
         async with self.pool.acquire() as own:
             return await self._reader.read(own, after, limit)
 
+    def follow(
+        self,
+        after: LogCursor = LogCursor.START,
+        *,
+        batch_size: int = 500,
+        conn: Connection | None = None,
+        poll_interval: float | None = None,
+    ) -> LogFollow:
+        """Pages of committed events after ``after`` in tailing order, for ever (see
+        :class:`~eventstore.tailing.LogFollow`), read on ``conn`` or on pooled connections."""
+
+        async def read(cursor: LogCursor, limit: int) -> SafePage:
+            return await self.read_safe(cursor, limit, conn=conn)
+
+        return LogFollow(
+            read,
+            self.wakeups,
+            after,
+            batch_size=batch_size,
+            poll_interval=self.poll_interval if poll_interval is None else poll_interval,
+        )
+
     async def tail(
         self, after: LogCursor = LogCursor.START, *, batch_size: int = 500
     ) -> AsyncIterator[RecordedEvent]:
         """Every committed event after ``after``, each exactly once, in tailing order; never
         ends. Waits for wake-ups between reads, and polls every ``poll_interval`` seconds in
         case a hint was lost."""
-        cursor = after
-        held_delay = 0.002
-        while True:
-            generation = self.wakeups.generation
-            page = await self.read_safe(cursor, batch_size)
-            for event in page.events:
+        async for events in self.follow(after, batch_size=batch_size):
+            for event in events:
                 yield event
-            if page.events:
-                cursor = page.events[-1].cursor
-            if len(page.events) == batch_size:
-                continue
-            if page.held_back:
-                # Committed events wait behind an older open transaction, whose end may
-                # come with no notification (it need not have appended anything).
-                await self.wakeups.wait(generation, held_delay)
-                held_delay = min(held_delay * 2, 0.05)
-                continue
-            held_delay = 0.002
-            await self.wakeups.wait(generation, self.poll_interval)

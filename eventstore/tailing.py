@@ -24,6 +24,7 @@ PostgreSQL, where transaction ids are per node, per-stream version checkpoints w
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Protocol
 
 import msgspec
@@ -31,6 +32,13 @@ import msgspec
 from .database import Connection
 from .queries import QUERIES
 from .records import LogCursor, RecordedEvent, event_from_row
+from .wakeups import Wakeups
+
+# While committed rows are held back behind an older open transaction, look again after this
+# long, doubling up to the cap: the older transaction's end may come with no notification (it
+# need not have appended anything).
+_HELD_FIRST = 0.002
+_HELD_MAX = 0.05
 
 
 class SafePage(msgspec.Struct, frozen=True):
@@ -61,3 +69,66 @@ class SnapshotXminReader:
         if held_back:
             rows = rows[:-1]
         return SafePage([event_from_row(row) for row in rows], held_back)
+
+
+ReadPage = Callable[[LogCursor, int], Awaitable[SafePage]]
+
+
+class LogFollow:
+    r"""The one loop that follows the log: pages of events after a cursor, for ever.
+
+    Between pages it waits for a wake-up (a hint that something was appended), and polls every
+    ``poll_interval`` seconds in case a hint was lost; a full page is followed at once, and
+    rows held back behind an older transaction are looked for again soon. Iterating yields
+    each page once the cursor has moved past it; a consumer that could not take a page (or
+    found its own checkpoint moved) :meth:`seek`\ s, and the next page is read from there at
+    once."""
+
+    def __init__(
+        self,
+        read: ReadPage,
+        wakeups: Wakeups,
+        after: LogCursor,
+        *,
+        batch_size: int,
+        poll_interval: float,
+    ) -> None:
+        self._read = read
+        self._wakeups = wakeups
+        self._cursor = after
+        self._batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._sought = False
+
+    @property
+    def cursor(self) -> LogCursor:
+        """Where the next page starts."""
+        return self._cursor
+
+    def seek(self, cursor: LogCursor) -> None:
+        """Read the next page after ``cursor`` (and without waiting)."""
+        self._cursor = cursor
+        self._sought = True
+
+    def __aiter__(self) -> AsyncIterator[list[RecordedEvent]]:
+        return self._pages()
+
+    async def _pages(self) -> AsyncIterator[list[RecordedEvent]]:
+        held_delay = _HELD_FIRST
+        while True:
+            generation = self._wakeups.generation
+            page = await self._read(self._cursor, self._batch_size)
+            if page.events:
+                self._cursor = page.events[-1].cursor
+                self._sought = False
+                yield page.events
+                if self._sought:
+                    continue
+            if len(page.events) == self._batch_size:
+                continue
+            if page.held_back:
+                await self._wakeups.wait(generation, held_delay)
+                held_delay = min(held_delay * 2, _HELD_MAX)
+                continue
+            held_delay = _HELD_FIRST
+            await self._wakeups.wait(generation, self.poll_interval)

@@ -5,6 +5,9 @@
 * :class:`LogListener` holds the one dedicated connection that LISTENs (a pooled connection
   would be reset with ``UNLISTEN *``), reconnects when it is lost, and wakes every waiter after
   a reconnect, since notifications sent meanwhile are gone.
+* :class:`KeyedWakeups` is :class:`Wakeups` per key (a server, an account), and
+  :class:`HintFollower` the one loop that turns hints into a refresh (a query of what changed)
+  and then wakes just the keys it names: any number of waiters cost one query per hint.
 * :class:`Notifier` sends the NOTIFY after an append has committed. NOTIFY inside the writing
   transaction would take PostgreSQL's global notification lock across the commit's WAL flush
   and serialise every writer; sending it afterwards from one place, coalesced, keeps writers
@@ -15,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 import asyncpg
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential
 
-from .database import TRANSIENT_ERRORS
+from .database import CONNECTION_BROKEN, TRANSIENT_ERRORS
 from .queries import QUERIES
 
 log = structlog.get_logger(__name__)
@@ -31,6 +34,8 @@ DEFAULT_CHANNEL = "watchledger_events"
 # What may go wrong sending a hint or closing a connection, none of it worth more than a log.
 _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, asyncpg.InterfaceError)
 _RECONNECT_ERRORS: tuple[type[BaseException], ...] = (*TRANSIENT_ERRORS, OSError)
+# A follower outlives these: the database may be restarting, or still being migrated.
+_INTERRUPTIONS: tuple[type[BaseException], ...] = (*CONNECTION_BROKEN, asyncpg.PostgresError)
 
 
 class Wakeups:
@@ -79,6 +84,91 @@ class Wakeups:
             self._waiting -= 1
             self._waiting_changed.set()
         return True
+
+
+class KeyedWakeups:
+    """:class:`Wakeups` per key: a waiter is woken by its own key's changes only, or by
+    :meth:`close` (the service is stopping: every waiter answers with what it has)."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, Wakeups] = {}
+        self.closing = False
+
+    def for_key(self, key: str) -> Wakeups:
+        wakeups = self._keys.get(key)
+        if wakeups is None:
+            wakeups = self._keys[key] = Wakeups()
+        return wakeups
+
+    def wake(self, keys: Iterable[str]) -> None:
+        """Wake whoever waits on one of ``keys`` (keys nobody ever waited on cost nothing)."""
+        for key in keys:
+            wakeups = self._keys.get(key)
+            if wakeups is not None:
+                wakeups.wake()
+
+    @property
+    def waiting(self) -> int:
+        """Waiters right now, over all keys."""
+        return sum(w.waiting for w in self._keys.values())
+
+    def close(self) -> None:
+        self.closing = True
+        for wakeups in self._keys.values():
+            wakeups.wake()
+
+
+class HintFollower:
+    """Calls ``refresh`` once per hint on ``hints`` (and every :attr:`poll` seconds in case one
+    was lost), for as long as :meth:`run` runs.
+
+    After a database error it calls ``refresh`` again after an exponential backoff up to
+    ``max_backoff`` seconds, telling ``on_lost`` each time; the outage is logged once, when it
+    starts, and its end once."""
+
+    def __init__(
+        self,
+        name: str,
+        hints: Wakeups,
+        refresh: Callable[[], Awaitable[None]],
+        *,
+        poll: float = 1.0,
+        max_backoff: float = 5.0,
+        on_lost: Callable[[BaseException | None], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.poll = poll
+        self._hints = hints
+        self._refresh = refresh
+        self._max_backoff = max_backoff
+        self._on_lost = on_lost
+        self._failing = False
+
+    async def run(self) -> None:
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(_INTERRUPTIONS),
+            wait=wait_exponential(multiplier=self._max_backoff / 10, max=self._max_backoff),
+            before_sleep=self._lost,
+        ):
+            with attempt:
+                await self._follow()
+
+    async def _follow(self) -> None:
+        while True:
+            generation = self._hints.generation
+            await self._refresh()
+            if self._failing:
+                self._failing = False
+                log.info("follower_resumed", follower=self.name)
+            await self._hints.wait(generation, self.poll)
+
+    def _lost(self, state: RetryCallState) -> None:
+        error = state.outcome.exception() if state.outcome is not None else None
+        if not self._failing:
+            log.warning("follower_interrupted", follower=self.name, error=type(error).__name__)
+        self._failing = True
+        if self._on_lost is not None:
+            self._on_lost(error)
 
 
 Connect = Callable[[], Awaitable["asyncpg.Connection[Any]"]]

@@ -34,7 +34,7 @@ from tenacity import (
     wait_exponential,
 )
 
-from eventstore import EventStore, LogCursor, RecordedEvent, StreamName, Wakeups
+from eventstore import EventStore, HintFollower, LogCursor, RecordedEvent, StreamName, Wakeups
 from eventstore.database import CONNECTION_BROKEN, Connection
 from eventstore.queries import load_queries
 
@@ -193,27 +193,18 @@ class ProjectionRunner:
         cursor = await checkpoint(conn, self.name)
         self.stats.cursor = cursor
         log.info("projection_started", projection=self.name, position=cursor.position)
-        wakeups = self._store.wakeups
-        held_delay = 0.002
-        while True:
-            generation = wakeups.generation
-            page = await self._store.read_safe(cursor, self._batch_size, conn=conn)
-            if page.events:
-                try:
-                    cursor = await self._apply_batch(conn, cursor, page.events)
-                except CheckpointMoved:
-                    cursor = await checkpoint(conn, self.name)
-                    self.stats.cursor = cursor
-                    log.info("projection_rewound", projection=self.name, position=cursor.position)
-                    continue
-            if len(page.events) == self._batch_size:
-                continue
-            if page.held_back:
-                await wakeups.wait(generation, held_delay)
-                held_delay = min(held_delay * 2, 0.05)
-                continue
-            held_delay = 0.002
-            await wakeups.wait(generation, self._poll_interval)
+        follow = self._store.follow(
+            cursor, batch_size=self._batch_size, conn=conn, poll_interval=self._poll_interval
+        )
+        async for events in follow:
+            try:
+                cursor = await self._apply_batch(conn, cursor, events)
+            except CheckpointMoved:
+                cursor = await checkpoint(conn, self.name)
+                self.stats.cursor = cursor
+                log.info("projection_rewound", projection=self.name, position=cursor.position)
+            if cursor != follow.cursor:
+                follow.seek(cursor)
 
     async def _apply_batch(
         self, conn: asyncpg.Connection[Any], cursor: LogCursor, events: list[RecordedEvent]
@@ -368,38 +359,36 @@ class ProjectionProgress:
         poll_interval: float = 1.0,
     ) -> None:
         self._pool = pool
-        self._progress = progress
         self._names = tuple(names)
-        self._poll = poll_interval
         self._positions: dict[str, LogCursor] = {}
         self._refreshed = Wakeups()
         self.lost: BaseException | None = None
         self._lost_at = 0.0
+        # A cheap query: after a database error, again soon (a waiter should learn the
+        # database is back soon after it is). Meanwhile :attr:`lost` holds the error.
+        self._follower = HintFollower(
+            "projection-progress",
+            progress,
+            self._refresh,
+            poll=poll_interval,
+            max_backoff=0.5,
+            on_lost=self._lose,
+        )
 
     async def run(self) -> None:
-        """Forever; after a database error, again soon (a cheap query: a waiter should learn the
-        database is back soon after it is). Meanwhile :attr:`lost` holds the error."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_INTERRUPTIONS),
-            wait=wait_exponential(multiplier=0.05, max=0.5),
-            before_sleep=self._lose,
-        ):
-            with attempt:
-                await self._follow()
+        """Forever (see :class:`~eventstore.HintFollower`)."""
+        await self._follower.run()
 
-    def _lose(self, state: RetryCallState) -> None:
-        self.lost = state.outcome.exception() if state.outcome is not None else None
+    def _lose(self, error: BaseException | None) -> None:
+        self.lost = error
         self._lost_at = time.monotonic()
         self._refreshed.wake()
 
-    async def _follow(self) -> None:
-        while True:
-            generation = self._progress.generation
-            rows = await self._pool.fetch(QUERIES["checkpoints_all"])
-            self._positions = {row["name"]: LogCursor(row[1], row[2]) for row in rows}
-            self.lost = None
-            self._refreshed.wake()
-            await self._progress.wait(generation, self._poll)
+    async def _refresh(self) -> None:
+        rows = await self._pool.fetch(QUERIES["checkpoints_all"])
+        self._positions = {row["name"]: LogCursor(row[1], row[2]) for row in rows}
+        self.lost = None
+        self._refreshed.wake()
 
     def applied(self, cursor: LogCursor) -> bool:
         return all(self._positions.get(n, LogCursor.START) >= cursor for n in self._names)

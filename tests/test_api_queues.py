@@ -224,7 +224,7 @@ async def test_a_long_poll_returns_as_soon_as_a_change_commits(
     cursor = await drain(client, "srv-a", srv)
     # Only a NOTIFY can wake the poll quickly now: the dispatcher's fallback poll is an hour.
     assert client.app is not None
-    client.app[SERVERS].wakeups._poll = 3600
+    client.app[SERVERS].wakeups.poll = 3600
     await post_actions(
         client, ann, {"type": "watched", "guid": EPISODE, "at": t(0)}
     )  # kick the dispatcher onto the long poll interval

@@ -73,6 +73,10 @@ WHERE account_id = $1
 ORDER BY at DESC, position DESC
 LIMIT $5;
 
+-- server_accounts --
+-- Accounts the queues know to have access to a server: $1 id
+SELECT account_id FROM sync_access WHERE server_id = $1;
+
 -- profile_counts --
 -- Distinct movies and episodes with a watched record in the history: $1 account
 SELECT count(DISTINCT guid) FILTER (WHERE kind = 'movie') AS movies,

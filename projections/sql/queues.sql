@@ -26,3 +26,26 @@ CROSS JOIN LATERAL (
 ) t
 WHERE a.account_id = $1 AND ($2::text IS NULL OR a.server_id = $2)
 ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+
+-- queue_ack --
+-- A server acknowledges every change up to a cursor: $1 server, $2 sequence number
+DELETE FROM sync_queue WHERE server_id = $1 AND seq <= $2;
+
+-- queue_pending --
+-- A server's pending changes after a cursor, with each title's current state: $1 server, $2 after sequence number, $3 limit
+SELECT q.seq, q.kind, q.account_id, q.guid,
+       CASE WHEN w.watch_position IS NULL THEN NULL ELSE coalesce(w.watched, false) END AS watched,
+       w.watched_at, w.rating, w.rated_at
+FROM sync_queue q
+LEFT JOIN watch_state w ON w.account_id = q.account_id AND w.guid = q.guid
+WHERE q.server_id = $1 AND q.seq > $2
+ORDER BY q.seq
+LIMIT $3;
+
+-- queue_servers_after --
+-- Servers with items queued after a sequence number, and the newest one: $1 sequence number
+SELECT server_id, max(seq) AS seq FROM sync_queue WHERE seq > $1 GROUP BY server_id;
+
+-- queue_head --
+-- The newest queued sequence number (0 when none): no parameters
+SELECT coalesce(max(seq), 0) FROM sync_queue;

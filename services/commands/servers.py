@@ -17,12 +17,13 @@ from typing import Any
 import asyncpg
 import msgspec
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from eventstore import Event, EventStore, LogCursor, Wakeups
+from eventstore import Event, EventStore, LogCursor
 from eventstore.database import CONNECTION_BROKEN, Connection
-from projections import domain
+from projections import domain, queues
 from projections.domain import Account, ReportedAction
+from projections.queues import QueueWakeups
+from projections.runner import QUERIES as PROJECTION_QUERIES
 from services.sql import QUERIES
 
 from .accounts import AccountService
@@ -78,64 +79,6 @@ class BaselineRequest(msgspec.Struct, frozen=True):
 
 
 Change = StateChange | BaselineRequest
-
-
-class QueueWakeups:
-    """Per-server wake-ups for long-polls, fed by one query per projection progress hint.
-
-    However many servers wait, this process asks the database only "which servers got items
-    since the last time?" once per hint, and wakes just those."""
-
-    def __init__(self, pool: asyncpg.Pool[Any], progress: Wakeups, *, poll: float = 1.0) -> None:
-        self._pool = pool
-        self._progress = progress
-        self._poll = poll
-        self._servers: dict[str, Wakeups] = {}
-        self._last_seq = 0
-        self.closing = False
-
-    @property
-    def waiting(self) -> int:
-        """Long-polls holding right now, over all servers."""
-        return sum(w.waiting for w in self._servers.values())
-
-    def close(self) -> None:
-        """Release every waiting long-poll now (the service is stopping): they answer with
-        what they have, and their servers simply poll again."""
-        self.closing = True
-        for wakeups in self._servers.values():
-            wakeups.wake()
-
-    def for_server(self, server_id: str) -> Wakeups:
-        wakeups = self._servers.get(server_id)
-        if wakeups is None:
-            wakeups = self._servers[server_id] = Wakeups()
-        return wakeups
-
-    async def run(self) -> None:
-        """Forever; after a database error, again after a backoff (waiters poll meanwhile)."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(_INTERRUPTIONS),
-            wait=wait_exponential(multiplier=0.1, max=5),
-            before_sleep=lambda state: log.warning(
-                "queue_wakeups_interrupted",
-                error=str(state.outcome.exception() if state.outcome else None),
-            ),
-        ):
-            with attempt:
-                await self._follow()
-
-    async def _follow(self) -> None:
-        self._last_seq = max(self._last_seq, await self._pool.fetchval(QUERIES["queue_head"]))
-        while True:
-            generation = self._progress.generation
-            rows = await self._pool.fetch(QUERIES["queue_servers_after"], self._last_seq)
-            for row in rows:
-                self._last_seq = max(self._last_seq, row["seq"])
-                waiting = self._servers.get(row["server_id"])
-                if waiting is not None:
-                    waiting.wake()
-            await self._progress.wait(generation, self._poll)
 
 
 class ServerService:
@@ -200,7 +143,7 @@ class ServerService:
 
     async def accounts_of(self, server: ServerRecord) -> list[str]:
         """The accounts with access to the server (its owner included), sorted."""
-        rows = await self.pool.fetch(QUERIES["server_accounts"], server.id)
+        rows = await self.pool.fetch(PROJECTION_QUERIES["server_accounts"], server.id)
         return sorted({server.owner, *(row["account_id"] for row in rows)})
 
     async def set_access(self, server: ServerRecord, account_id: str, offered: bool) -> None:
@@ -291,12 +234,12 @@ class ServerService:
         if after is None:
             after = 0
         else:
-            await self.pool.execute(QUERIES["queue_ack"], server_id, after)
+            await queues.acknowledge(self.pool, server_id, after)
         deadline = time.monotonic() + wait
         wakeups = self.wakeups.for_server(server_id)
         while True:
             generation = wakeups.generation
-            rows = await self.pool.fetch(QUERIES["queue_pending"], server_id, after, limit)
+            rows = await queues.pending(self.pool, server_id, after, limit)
             remaining = deadline - time.monotonic()
             if rows or remaining <= 0 or self.wakeups.closing:
                 break

@@ -13,13 +13,14 @@ from eventstore import EventStore, LogListener, migrations
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
 from projections.catalog import all_projections
+from projections.queues import QueueWakeups
 from projections.runner import PROGRESS_CHANNEL, ProjectionProgress, ProjectionRunner
 from services import MIGRATION_PACKAGES
 from services.commands.accounts import AccountService
 from services.commands.deletions import Deletions
 from services.commands.progress import PROJECTION_NAMES, settle_with
 from services.commands.reads import Reads
-from services.commands.servers import QueueWakeups, ServerService
+from services.commands.servers import ServerService
 from services.runtime.config import Settings
 from services.runtime.supervisor import Supervisor
 

@@ -47,33 +47,6 @@ SELECT server_id, owner, name, version, token_hash FROM servers WHERE server_id 
 -- Several servers of the registry, by id: $1 ids
 SELECT server_id, owner, name, version FROM servers WHERE server_id = ANY($1) ORDER BY server_id;
 
--- server_accounts --
--- Accounts the queues know to have access to a server: $1 id
-SELECT account_id FROM sync_access WHERE server_id = $1;
-
--- queue_ack --
--- A server acknowledges every change up to a cursor: $1 server, $2 sequence number
-DELETE FROM sync_queue WHERE server_id = $1 AND seq <= $2;
-
--- queue_pending --
--- A server's pending changes after a cursor, with each title's current state: $1 server, $2 after sequence number, $3 limit
-SELECT q.seq, q.kind, q.account_id, q.guid,
-       CASE WHEN w.watch_position IS NULL THEN NULL ELSE coalesce(w.watched, false) END AS watched,
-       w.watched_at, w.rating, w.rated_at
-FROM sync_queue q
-LEFT JOIN watch_state w ON w.account_id = q.account_id AND w.guid = q.guid
-WHERE q.server_id = $1 AND q.seq > $2
-ORDER BY q.seq
-LIMIT $3;
-
--- queue_servers_after --
--- Servers with items queued after a sequence number, and the newest one: $1 sequence number
-SELECT server_id, max(seq) AS seq FROM sync_queue WHERE seq > $1 GROUP BY server_id;
-
--- queue_head --
--- The newest queued sequence number (0 when none): no parameters
-SELECT coalesce(max(seq), 0) FROM sync_queue;
-
 -- account_snapshot_hold --
 -- An account's snapshot version, share-locked until the transaction ends (every change of the account writes the row, so none can land meanwhile): $1 account id
 SELECT version FROM account_snapshots WHERE account_id = $1 FOR SHARE;
