@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .activity import ActivityProjection
+from .friends import FriendsProjection
 from .history import WatchHistoryProjection
 from .protocol import Projection
 from .state import WatchStateProjection
@@ -9,4 +11,9 @@ from .state import WatchStateProjection
 
 def all_projections() -> list[Projection]:
     """Every projection, in a stable order (replays and verifies go in this order)."""
-    return [WatchStateProjection(), WatchHistoryProjection()]
+    return [
+        WatchStateProjection(),
+        WatchHistoryProjection(),
+        FriendsProjection(),
+        ActivityProjection(),
+    ]

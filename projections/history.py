@@ -9,7 +9,7 @@ from functools import singledispatch
 from eventstore import Event, RecordedEvent
 from eventstore.queries import load_queries
 
-from .domain import Unwatched, Watched, guid_kind
+from .domain import TOMBSTONES, Unwatched, Watched, guid_kind
 from .events import account_event
 from .protocol import Op, Slice
 
@@ -41,6 +41,7 @@ class WatchHistoryProjection:
 
     name = "watch_history"
     tables = ("watch_history",)
+    purges = TOMBSTONES
 
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         decoded = account_event(event)

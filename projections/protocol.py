@@ -77,6 +77,12 @@ class Projection(Protocol):
         """The tables it owns, each keyed by account first (rebuilt, swapped and compared)."""
         ...
 
+    @property
+    def purges(self) -> frozenset[str]:
+        """The tombstones (deletions) that purge events this projection folds: meeting one, the
+        runner rebuilds that account's rows (:func:`rebuild_account`)."""
+        ...
+
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         """The statements that fold ``event`` in; [] for events it does not care about.
         Pure: the same event always gives the same statements."""

@@ -254,9 +254,10 @@ class ProjectionRunner:
         for event in events:
             if event.type in TOMBSTONES:
                 # Something of the account was purged before this tombstone: rebuild its rows
-                # from the log as it now is, up to the tombstone.
-                account = StreamName.parse(event.stream).id
-                ops += rebuild_account(self.projection, account, event.cursor)
+                # from the log as it now is, up to the tombstone (if it folds what was purged).
+                if event.type in self.projection.purges:
+                    account = StreamName.parse(event.stream).id
+                    ops += rebuild_account(self.projection, account, event.cursor)
             else:
                 ops += self.projection.apply(event)
         return ops
@@ -390,11 +391,18 @@ class ProjectionProgress:
         self.lost = None
         self._refreshed.wake()
 
-    def applied(self, cursor: LogCursor) -> bool:
-        return all(self._positions.get(n, LogCursor.START) >= cursor for n in self._names)
+    def applied(self, cursor: LogCursor, names: Sequence[str] | None = None) -> bool:
+        """Whether the projections ``names`` (None: every one) have applied ``cursor``."""
+        names = self._names if names is None else names
+        return all(self._positions.get(n, LogCursor.START) >= cursor for n in names)
 
     async def wait_until_applied(
-        self, cursor: LogCursor, within: float, *, unless_lost: bool = False
+        self,
+        cursor: LogCursor,
+        within: float,
+        *,
+        unless_lost: bool = False,
+        names: Sequence[str] | None = None,
     ) -> bool:
         """Wait until every projection has applied the event at ``cursor``; False if ``within``
         seconds passed first. With ``unless_lost``, False as soon as the database cannot be read
@@ -405,7 +413,7 @@ class ProjectionProgress:
         deadline = started + within
         while True:
             generation = self._refreshed.generation
-            if self.applied(cursor):
+            if self.applied(cursor, names):
                 return True
             remaining = deadline - time.monotonic()
             lost = unless_lost and self.lost is not None and self._lost_at >= started

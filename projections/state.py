@@ -20,6 +20,7 @@ from eventstore.queries import load_queries
 
 from . import queues
 from .domain import (
+    TOMBSTONES,
     AccessAccepted,
     AccessLeft,
     AccessRevoked,
@@ -128,6 +129,7 @@ class WatchStateProjection:
 
     name = "watch_state"
     tables = TABLES
+    purges = TOMBSTONES
 
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         decoded = account_event(event)

@@ -65,7 +65,7 @@ async def send(
         try:
             writer.write(request)
             await writer.drain()
-            response = await reader.read()
+            response = await _read(reader)
         finally:
             writer.close()
             await writer.wait_closed()
@@ -74,6 +74,24 @@ async def send(
     # aiohttp answers a request its parser refuses as HTTP/1.0.
     assert status_line.startswith(b"HTTP/1."), f"not an HTTP response: {response[:200]!r}"
     return RawResponse(int(status_line.split()[1]), payload)
+
+
+async def _read(reader: asyncio.StreamReader) -> bytes:
+    """The whole response (the server closes the connection after it); of an event stream,
+    which never ends by itself, only the head: the client hangs up then."""
+    response = b""
+    while b"\r\n\r\n" not in response:
+        chunk = await reader.read(65536)
+        if not chunk:
+            return response
+        response += chunk
+    head = response.partition(b"\r\n\r\n")[0].lower()
+    if any(
+        line.startswith(b"content-type:") and b"text/event-stream" in line
+        for line in head.split(b"\r\n")
+    ):
+        return response
+    return response + await reader.read()
 
 
 def _bytes(value: bytes | str) -> bytes:

@@ -116,8 +116,11 @@ class LiveService:
 
 
 @contextmanager
-def live_service(server_url: str, template_name: str, operator_token: str) -> Iterator[LiveService]:
-    """`watchledger serve` on a fresh migrated database and a free port, stopped afterwards."""
+def live_service(
+    server_url: str, template_name: str, operator_token: str, **settings: str
+) -> Iterator[LiveService]:
+    """`watchledger serve` on a fresh migrated database and a free port, stopped afterwards;
+    ``settings``: environment variables of other settings (``WATCHLEDGER_...``)."""
     name = f"wl_live_{secrets.token_hex(6)}"
     asyncio.run(_admin(server_url, f'CREATE DATABASE "{name}" TEMPLATE "{template_name}"'))
     port = free_port()
@@ -128,6 +131,7 @@ def live_service(server_url: str, template_name: str, operator_token: str) -> It
         "WATCHLEDGER_LOG_FORMAT": "json",
         "WATCHLEDGER_HOST": "127.0.0.1",
         "WATCHLEDGER_PORT": str(port),
+        **settings,
     }
     process = subprocess.Popen(  # noqa: S603 - our own entry point, from our own virtualenv
         [WATCHLEDGER, "serve"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT

@@ -349,6 +349,8 @@ async def test_admin_projections_report_position_head_and_lag(client: TestClient
         "items": [
             {"name": "watch_state", "position": head, "head": head, "lag": 0, "dead_letters": 0},
             {"name": "watch_history", "position": head, "head": head, "lag": 0, "dead_letters": 0},
+            {"name": "friends", "position": head, "head": head, "lag": 0, "dead_letters": 0},
+            {"name": "activity", "position": head, "head": head, "lag": 0, "dead_letters": 0},
         ]
     }
 

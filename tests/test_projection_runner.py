@@ -43,6 +43,7 @@ class Sabotaged:
     def __init__(self, inner: WatchHistoryProjection, at: int, statement: str) -> None:
         self.inner = inner
         self.name = inner.name
+        self.purges = inner.purges
         self._at = at
         self._statement = statement
         self.seen = 0

@@ -43,13 +43,13 @@ async def test_replay_verify_and_a_point_in_time_copy(
     assert await run(monkeypatch, database_url, "replay") == 0
     records = _records(capsys.readouterr().err)
     [summary] = [r["summary"] for r in records if r["event"] == "command_result"]
-    assert summary.startswith("replayed watch_state, watch_history: ")
+    assert summary.startswith("replayed watch_state, watch_history, friends, activity: ")
     assert "and swapped in" in summary
     assert any(r["event"] == "replay_progress" for r in records)  # not a terminal: lines
 
     assert await run(monkeypatch, database_url, "verify") == 0
     [summary] = [r["summary"] for r in _records(capsys.readouterr().err) if "summary" in r]
-    assert summary.startswith("verified 4 tables: no differences")
+    assert summary.startswith("verified 7 tables: no differences")
 
     position = str(first["position"])
     args = ("replay", "--until-position", position, "--into", "before_ann_changed")

@@ -8,6 +8,7 @@ made on it. No I/O, no HTTP.
 * :mod:`.actions` — what a watch action becomes: an event, or a rejection.
 * :mod:`.settings` — decisions on an account's settings.
 * :mod:`.servers` — decisions on media servers' registration.
+* :mod:`.friends` — decisions on friendships (rule 9).
 * :mod:`.deletions` — deleting watch history, or watch state and ratings (rules 10, 11).
 * :mod:`.errors` — the refusals of commands (one root, :class:`DomainError`).
 """
@@ -27,6 +28,8 @@ from .deletions import Deletion, SyncEnabled, delete_history, delete_state
 from .errors import (
     AccountBusy,
     AccountExists,
+    ActivityHidden,
+    CannotFriendSelf,
     CannotLeaveOwnServer,
     DomainError,
     ManagedAccount,
@@ -52,6 +55,8 @@ from .events import (
     AccountCreated,
     AccountKind,
     ActionType,
+    FriendRemoved,
+    FriendRequested,
     HistoryDeleted,
     Rated,
     ServerRegistered,
@@ -70,6 +75,7 @@ from .events import (
     to_utc,
     watch_stream,
 )
+from .friends import Friendship, end_friendship, request_friendship
 from .servers import MIN_SERVER_VERSION, parse_version, register_server
 from .settings import change_settings
 from .titles import GuidRejected, TitleKind, classify_guid, guid_kind
@@ -94,9 +100,14 @@ __all__ = [
     "AccountExists",
     "AccountKind",
     "ActionType",
+    "ActivityHidden",
+    "CannotFriendSelf",
     "CannotLeaveOwnServer",
     "Deletion",
     "DomainError",
+    "FriendRemoved",
+    "FriendRequested",
+    "Friendship",
     "GuidRejected",
     "HistoryDeleted",
     "ManagedAccount",
@@ -133,6 +144,7 @@ __all__ = [
     "decide_server_action",
     "delete_history",
     "delete_state",
+    "end_friendship",
     "evolve",
     "fold_account",
     "guid_kind",
@@ -142,6 +154,7 @@ __all__ = [
     "parse_version",
     "register_server",
     "registry",
+    "request_friendship",
     "to_utc",
     "watch_stream",
     "withdraw_access",

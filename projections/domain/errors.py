@@ -95,3 +95,16 @@ class CannotLeaveOwnServer(DomainError):
     """An account cannot leave a server it owns."""
 
     code = "invalid_request"
+
+
+class CannotFriendSelf(DomainError):
+    """An account cannot be its own friend."""
+
+    code = "invalid_request"
+
+
+class ActivityHidden(DomainError):
+    """The account's activity is not visible to the caller (or there is no such account): the
+    two look alike, so visibility says nothing about who exists."""
+
+    code = "not_found"

@@ -3,7 +3,8 @@
 Streams, per account (the id part is the account id):
 
 * ``account-<id>``: the account itself — created, sync turned on/off, visibility changed, a
-  server it registered (it owns it), a server shared with it or no longer.
+  server it registered (it owns it), a server shared with it or no longer, a friendship it
+  asked for or ended.
 * ``watch-<id>``: its watched / unwatched / rated / unrated actions, and the tombstones and
   kept state of its deletions.
 
@@ -125,6 +126,24 @@ class AccessRevoked(Event, frozen=True):
 
     event_type: ClassVar[str] = "access_revoked"
     server_id: str
+
+
+@registry.register
+class FriendRequested(Event, frozen=True):
+    """In the asker's stream: it asked ``account`` to be friends (or accepted that account's
+    request: both sides having asked makes a friendship, product rule 9)."""
+
+    event_type: ClassVar[str] = "friend_requested"
+    account: str
+
+
+@registry.register
+class FriendRemoved(Event, frozen=True):
+    """In the remover's stream: it ended its friendship with ``account``, withdrew its request
+    to it, or declined that account's request. Either way, neither has asked any more."""
+
+    event_type: ClassVar[str] = "friend_removed"
+    account: str
 
 
 # Watch actions. ``baseline`` is omitted when false, so ordinary actions are stored as

@@ -35,13 +35,19 @@ _FOLD_PAGE = 1000
 
 class AccountService:
     def __init__(
-        self, store: EventStore, pool: asyncpg.Pool[Any], settle: Settle = no_wait
+        self,
+        store: EventStore,
+        pool: asyncpg.Pool[Any],
+        settle: Settle = no_wait,
+        settle_actions: Settle | None = None,
     ) -> None:
         self.store = store
         self.pool = pool
         # Waits until the projections have applied an event: a write answers only once what
-        # it wrote can be read back (read-your-writes).
+        # it wrote can be read back (read-your-writes). Watch actions wait for the projections
+        # their writer reads back (see services.commands.progress.ACTION_PROJECTIONS).
         self.settle = settle
+        self.settle_actions = settle if settle_actions is None else settle_actions
 
     # -- the account aggregate ----------------------------------------------------------------
     #
@@ -193,7 +199,7 @@ class AccountService:
         decisions = [domain.decide_action(account.id, action, now) for action in actions]
         outcomes, cursor = await record(self.store, account.id, decisions)
         if cursor is not None:
-            await self.settle(cursor)
+            await self.settle_actions(cursor)
         return outcomes
 
 

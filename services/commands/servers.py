@@ -220,7 +220,7 @@ class ServerService:
             if cursor is not None:
                 newest = cursor if newest is None else max(newest, cursor)
         if newest is not None:
-            await self._settle(newest)
+            await self._accounts.settle_actions(newest)
         return [outcomes[i] for i in range(len(decisions))]
 
     # -- delivery -----------------------------------------------------------------------------

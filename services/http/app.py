@@ -12,13 +12,15 @@ from aiohttp import web
 from eventstore import EventStore, LogListener, migrations
 from eventstore import database as db
 from eventstore.wakeups import DEFAULT_CHANNEL
+from projections.activity import FeedWakeups
 from projections.catalog import all_projections
 from projections.queues import QueueWakeups
 from projections.runner import PROGRESS_CHANNEL, ProjectionProgress, ProjectionRunner
 from services import MIGRATION_PACKAGES
 from services.commands.accounts import AccountService
 from services.commands.deletions import Deletions
-from services.commands.progress import PROJECTION_NAMES, settle_with
+from services.commands.friends import FriendService
+from services.commands.progress import ACTION_PROJECTIONS, PROJECTION_NAMES, settle_with
 from services.commands.reads import Reads
 from services.commands.servers import ServerService
 from services.runtime.config import Settings
@@ -29,6 +31,7 @@ from .appkeys import (
     AUTHENTICATOR,
     DATABASE_HEALTH,
     DELETIONS,
+    FRIENDS,
     METRICS,
     OPENAPI,
     POOL,
@@ -92,9 +95,16 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 store = await supervisor.enter(EventStore(pool, listener=listener))
                 progress = listener.wakeups_for(PROGRESS_CHANNEL)
                 tracker = ProjectionProgress(pool, progress, PROJECTION_NAMES)
-                accounts = AccountService(store, pool, settle_with(tracker))
+                accounts = AccountService(
+                    store,
+                    pool,
+                    settle_with(tracker),
+                    settle_actions=settle_with(tracker, names=ACTION_PROJECTIONS),
+                )
                 queue_wakeups = QueueWakeups(pool, progress)
                 servers = ServerService(store, pool, accounts, queue_wakeups)
+                feed_wakeups = FeedWakeups(pool, progress)
+                friends = FriendService(pool, accounts, feed_wakeups)
                 authenticator = Authenticator(
                     lambda: operator_token_hash(pool, settings),
                     accounts.load,
@@ -109,6 +119,7 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 for runner in runners:
                     supervisor.start(f"projection:{runner.name}", runner.run)
                 supervisor.start("queue-wakeups", queue_wakeups.run)
+                supervisor.start("feed-wakeups", feed_wakeups.run)
                 supervisor.start("projection-progress", tracker.run)
 
                 app[POOL] = pool
@@ -116,6 +127,7 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[PROGRESS] = tracker
                 app[ACCOUNTS] = accounts
                 app[SERVERS] = servers
+                app[FRIENDS] = friends
                 app[READS] = Reads(pool, store)
                 app[DELETIONS] = Deletions(store, accounts, settle_with(tracker))
                 app[AUTHENTICATOR] = authenticator
@@ -132,6 +144,8 @@ async def _release_long_polls(app: web.Application) -> None:
     # Graceful shutdown waits for in-flight requests: long-polls must not hold it for a minute.
     if SERVERS in app:
         app[SERVERS].wakeups.close()
+    if FRIENDS in app:
+        app[FRIENDS].feeds.close()
 
 
 def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -> web.Application:

@@ -11,6 +11,7 @@ from eventstore import EventStore
 from projections.runner import ProjectionProgress, ProjectionRunner
 from services.commands.accounts import AccountService
 from services.commands.deletions import Deletions
+from services.commands.friends import FriendService
 from services.commands.reads import Reads
 from services.commands.servers import ServerService
 from services.runtime.config import Settings
@@ -26,6 +27,7 @@ POOL: web.AppKey[asyncpg.Pool[Any]] = web.AppKey("pool", asyncpg.Pool)
 STORE = web.AppKey("store", EventStore)
 ACCOUNTS = web.AppKey("accounts", AccountService)
 SERVERS = web.AppKey("servers", ServerService)
+FRIENDS = web.AppKey("friends", FriendService)
 READS = web.AppKey("reads", Reads)
 DELETIONS = web.AppKey("deletions", Deletions)
 AUTHENTICATOR = web.AppKey("authenticator", Authenticator)

@@ -97,6 +97,8 @@ DOMAIN_PROBLEMS: Mapping[type[DomainError], DomainProblem] = {
     domain.OwnerKeepsAccess: DomainProblem(422, "invalid_request", "account"),
     domain.CannotLeaveOwnServer: DomainProblem(422, "invalid_request", "sid"),
     domain.SyncEnabled: DomainProblem(409, "sync_enabled"),
+    domain.CannotFriendSelf: DomainProblem(422, "invalid_request", "account"),
+    domain.ActivityHidden: DomainProblem(404, "not_found"),
 }
 
 

@@ -70,6 +70,11 @@ class Metrics:
             "GET /v1/servers/{sid}/changes requests holding for a change right now.",
             registry=self.registry,
         )
+        self.feed_streams = Gauge(
+            "watchledger_feed_streams_open",
+            "GET /v1/me/feed/stream connections open right now.",
+            registry=self.registry,
+        )
         self.lag = Gauge(
             "watchledger_projection_lag_events",
             "Events in the log a projection has not applied yet (measured at scrape).",

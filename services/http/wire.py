@@ -226,6 +226,31 @@ class HistoryQuery(msgspec.Struct, forbid_unknown_fields=True):
     cursor: str | None = None
 
 
+class FriendList(msgspec.Struct):
+    friends: Annotated[list[str], msgspec.Meta(description="both sides asked: friends")]
+    incoming: Annotated[list[str], msgspec.Meta(description="asked me; I have not answered")]
+    outgoing: Annotated[list[str], msgspec.Meta(description="I asked; they have not answered")]
+
+
+class Activity(msgspec.Struct):
+    id: uuid.UUID
+    actor: str
+    type: Literal["watched", "rated"]
+    guid: str
+    rating: Annotated[int | None, msgspec.Meta(description="1-10 when rated, else null")]
+    at: datetime
+
+
+class ActivityPage(msgspec.Struct):
+    items: list[Activity]
+    next_cursor: str | None
+
+
+class ActivityQuery(msgspec.Struct, forbid_unknown_fields=True):
+    limit: Limit = 100
+    cursor: str | None = None
+
+
 class DeleteQuery(msgspec.Struct, forbid_unknown_fields=True):
     # Only "true" confirms: anything else (absent, "false", "yes") is refused.
     confirm: str | None = None

@@ -192,9 +192,20 @@ class Latency(msgspec.Struct, frozen=True):
         return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+_SERVER_PIDS: dict[str, int] = {}
+
+
+def server_pid(base: str) -> int:
+    """The process id of the server :func:`running_server` runs at ``base``."""
+    return _SERVER_PIDS[base]
+
+
 @asynccontextmanager
-async def running_server(database_url: str, operator_token: str) -> AsyncIterator[str]:
-    """``watchledger serve`` in a child process (its own core, as in production); its URL."""
+async def running_server(
+    database_url: str, operator_token: str, *, env: dict[str, str] | None = None
+) -> AsyncIterator[str]:
+    """``watchledger serve`` in a child process (its own core, as in production), with extra
+    settings ``env``; its URL (its process: :func:`server_pid`)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -204,11 +215,13 @@ async def running_server(database_url: str, operator_token: str) -> AsyncIterato
         "WATCHLEDGER_OPERATOR_TOKEN": operator_token,
         "WATCHLEDGER_LOG_LEVEL": "warning",
         "WATCHLEDGER_PORT": str(port),
+        **(env or {}),
     }
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "services.ops.cli", "serve", env=env, stdin=asyncio.subprocess.DEVNULL
     )
     base = f"http://127.0.0.1:{port}"
+    _SERVER_PIDS[base] = proc.pid
     try:
         async with aiohttp.ClientSession() as http, asyncio.timeout(60):
             while True:
@@ -437,11 +450,15 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     ingest_requests: int = 20
     log_events: int = 2_000_000
     accounts: int = 5_000
+    friends: int = 200
+    activities: int = 1_000_000
+    streams: int = 10_000
+    idle_seconds: float = 20.0
 
 
 async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
-    """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, or ``replay``) and
-    print its figures."""
+    """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, ``feeds`` or
+    ``replay``) and print its figures."""
     if suite in ("eventstore", "all"):
         figures = await bench_eventstore(
             url, writers=options.writers, events=options.events, batch=options.batch
@@ -468,6 +485,20 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
         )
         print_figures("watchledger bench servers", figures)
         print_latencies(latencies)
+    if suite == "feeds":
+        from .bench_feeds import bench_feeds, print_streams
+
+        figures, latencies, streams = await bench_feeds(
+            url,
+            friends=options.friends,
+            activities=options.activities,
+            samples=options.samples,
+            streams=options.streams,
+            idle_seconds=options.idle_seconds,
+        )
+        print_figures("watchledger bench feeds", figures)
+        print_latencies(latencies)
+        print_streams(streams)
     if suite == "replay":
         from .bench_replay import bench_replay, print_per_minute
 

@@ -148,8 +148,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "suite",
-        choices=["eventstore", "api", "servers", "replay", "all"],
-        help="what to measure (all: every suite but replay, which takes minutes)",
+        choices=["eventstore", "api", "servers", "feeds", "replay", "all"],
+        help="what to measure (all: every suite but feeds and replay, which take minutes)",
     )
     log_options = p.add_argument_group("eventstore")
     log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
@@ -190,6 +190,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     replay_options.add_argument(
         "--accounts", type=int, default=5_000, help="accounts the log is spread over (5000)"
+    )
+    feed_options = p.add_argument_group("feeds (a `watchledger serve` child process)")
+    feed_options.add_argument(
+        "--friends", type=int, default=200, help="friends of the reading account (200)"
+    )
+    feed_options.add_argument(
+        "--activities",
+        type=int,
+        default=1_000_000,
+        help="activities its friends hold in all; as many again by non-friends (1000000)",
+    )
+    feed_options.add_argument(
+        "--streams", type=int, default=10_000, help="idle feed streams held open (10000)"
+    )
+    feed_options.add_argument(
+        "--idle-seconds",
+        type=float,
+        default=20.0,
+        help="seconds the server's CPU is measured idle, without and with the streams (20)",
     )
     _add_database_options(p)
     _add_logging_options(p)

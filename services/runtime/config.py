@@ -85,6 +85,12 @@ SETTINGS: dict[str, Setting] = {
         "4",
         "Most long-polls (and feed streams) one token may hold open at once; more get 429.",
     ),
+    "stream_heartbeat": Setting(
+        "WATCHLEDGER_STREAM_HEARTBEAT",
+        "15",
+        "Seconds between heartbeat comments on an idle feed stream (keeps proxies from closing "
+        "it, and finds a client that went away).",
+    ),
     "database_timeout": Setting(
         "WATCHLEDGER_DATABASE_TIMEOUT",
         "5",
@@ -160,6 +166,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_connections: Annotated[int, msgspec.Meta(ge=1)] = 1000
     max_streams_per_token: Annotated[int, msgspec.Meta(ge=1)] = 4
     database_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+    stream_heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 15.0
 
     @classmethod
     def load(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from services.http.endpoints import Endpoint
 
-from . import accounts, admin, meta, servers, state
+from . import accounts, admin, friends, meta, servers, state
 
 ENDPOINTS: list[Endpoint] = [
     *meta.route.endpoints,
     *accounts.route.endpoints,
     *state.route.endpoints,
+    *friends.route.endpoints,
     *servers.route.endpoints,
     *admin.route.endpoints,
 ]

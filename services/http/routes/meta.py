@@ -14,7 +14,15 @@ from eventstore import database as db
 from eventstore import migrations
 from services import MIGRATION_PACKAGES
 from services.http import wire
-from services.http.appkeys import DATABASE_HEALTH, METRICS, OPENAPI, POOL, READS, SERVERS
+from services.http.appkeys import (
+    DATABASE_HEALTH,
+    FRIENDS,
+    METRICS,
+    OPENAPI,
+    POOL,
+    READS,
+    SERVERS,
+)
 from services.http.endpoints import Context, Declarations, json_response
 
 log = structlog.get_logger(__name__)
@@ -77,6 +85,7 @@ async def metrics(ctx: Context[None, None]) -> web.StreamResponse:
     registry = app[METRICS]
     health = app[DATABASE_HEALTH]
     registry.long_polls.set(app[SERVERS].wakeups.waiting)
+    registry.feed_streams.set(app[FRIENDS].feeds.streams)
     # Lag and head are measured now if the database answers soon; if not, the gauges keep the
     # last values measured (a scrape must answer during an outage, or every series is lost).
     try:

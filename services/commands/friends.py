@@ -1,0 +1,120 @@
+"""Friendships and activity feeds (product rule 9): asking and ending friendships, an account's
+friends, its feed, another account's activity as the caller may see it, and a feed's stream.
+
+Visibility is applied when a feed is read (the reads join the owner's current setting), so a
+change of setting applies to past activity at once and to what a stream sends next.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import msgspec
+import structlog
+
+from eventstore import LogCursor
+from projections import activity, domain, friends
+from projections.activity import ActivityItem, FeedWakeups
+from projections.domain import Account
+
+from .accounts import AccountService
+from .reads import Page
+
+log = structlog.get_logger(__name__)
+
+# A key before every activity: later than any `at` an action may have.
+_END_OF_TIME = (datetime(9999, 1, 1, tzinfo=UTC), 0)
+# New activity a stream reads at once, at most.
+STREAM_BATCH = 500
+
+
+class FriendLists(msgspec.Struct, frozen=True):
+    """An account's friends, the requests to it it has not answered, and its own unanswered
+    requests, each sorted."""
+
+    friends: list[str]
+    incoming: list[str]
+    outgoing: list[str]
+
+
+class FriendService:
+    def __init__(
+        self, pool: asyncpg.Pool[Any], accounts: AccountService, feeds: FeedWakeups
+    ) -> None:
+        self.pool = pool
+        self._accounts = accounts
+        self.feeds = feeds
+
+    async def request(self, me: Account, other_id: str) -> None:
+        """Ask ``other_id`` to be friends, or accept its request (idempotent)."""
+        if other_id != me.id and await self._accounts.load(other_id) is None:
+            raise domain.UnknownAccount(f"no account {other_id!r}")
+        await self._decide(me, other_id, domain.request_friendship)
+
+    async def remove(self, me: Account, other_id: str) -> None:
+        """End the friendship with ``other_id``, withdraw the request to it or decline its
+        request (idempotent: nothing to end, or no such account, is no change)."""
+        await self._decide(me, other_id, domain.end_friendship)
+
+    async def _decide(self, me: Account, other_id: str, decision: Any) -> None:
+        if other_id == me.id:
+            raise domain.CannotFriendSelf("an account cannot be its own friend")
+        # The pair as the friendships projection has it: this caller's earlier changes are in
+        # it (every change waits for the projections before it answers).
+        pair = await friends.friendship(self.pool, me.id, other_id)
+        _, cursor = await self._accounts.decide(me, lambda a: decision(a, other_id, pair))
+        if cursor is not None:
+            log.info("friendship_changed", account=me.id, other=other_id)
+            await self._accounts.settle(cursor)
+
+    async def lists(self, account_id: str) -> FriendLists:
+        mutual, incoming, outgoing = await friends.friends_of(self.pool, account_id)
+        return FriendLists(mutual, incoming, outgoing)
+
+    async def feed_page(
+        self, viewer: str, *, before: tuple[datetime, int] | None, limit: int
+    ) -> Page[ActivityItem]:
+        """The viewer's friends' visible activity, newest first, before the key (``at``,
+        ``position``; None: from the newest)."""
+        rows = await activity.feed_page(self.pool, viewer, before or _END_OF_TIME, limit + 1)
+        return Page(rows[:limit], len(rows) > limit)
+
+    async def activity_page(
+        self, viewer: str, account_id: str, *, before: tuple[datetime, int] | None, limit: int
+    ) -> Page[ActivityItem]:
+        """``account_id``'s activity as the viewer may see it; raises
+        :class:`~projections.domain.ActivityHidden` when it may not (or there is no such
+        account: the two look alike)."""
+        if not await activity.visible(self.pool, account_id, viewer):
+            raise domain.ActivityHidden(f"no activity of {account_id!r} to show")
+        rows = await activity.activity_page(
+            self.pool, account_id, before or _END_OF_TIME, limit + 1
+        )
+        return Page(rows[:limit], len(rows) > limit)
+
+    async def now(self) -> LogCursor:
+        """The stream cursor of "now": a stream after it sends only activity applied later.
+        Taken before a stream answers, so whatever its client does once it has the answer
+        comes after it."""
+        return await activity.head(self.pool)
+
+    async def stream(self, viewer: str, after: LogCursor) -> AsyncIterator[list[ActivityItem]]:
+        """The viewer's new visible activity, batch by batch, for as long as it is iterated,
+        after a stream cursor (:meth:`now`: from now). Between batches it waits for its
+        wake-up, and asks the database nothing meanwhile. Ends when the service stops."""
+        wakeups = self.feeds.opened(viewer)
+        try:
+            while not self.feeds.closing:
+                generation = wakeups.generation
+                items = await activity.feed_after(self.pool, viewer, after, STREAM_BATCH)
+                if items:
+                    after = items[-1].cursor
+                    yield items
+                    if len(items) == STREAM_BATCH:
+                        continue
+                await wakeups.wait(generation, None)
+        finally:
+            self.feeds.closed(viewer)
