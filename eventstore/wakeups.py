@@ -107,6 +107,11 @@ class KeyedWakeups:
             if wakeups is not None:
                 wakeups.wake()
 
+    def release(self, key: str) -> None:
+        """Forget ``key`` (nobody waits on it any more): a key that had waiters once costs
+        nothing afterwards."""
+        self._keys.pop(key, None)
+
     @property
     def waiting(self) -> int:
         """Waiters right now, over all keys."""

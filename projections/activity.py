@@ -35,6 +35,7 @@ import msgspec
 from eventstore import (
     Event,
     HintFollower,
+    KeyedWakeups,
     LogCursor,
     RecordedEvent,
     StreamName,
@@ -255,9 +256,8 @@ class FeedWakeups:
         self._pool = pool
         # Only readers with a stream open (or a test looking at one) have wake-ups: an account
         # that streamed once costs nothing once its streams end.
-        self._readers: dict[str, Wakeups] = {}
+        self._readers = KeyedWakeups()
         self._open: dict[str, int] = {}
-        self._closing = False
         self._after: LogCursor | None = None
         self._follower = HintFollower(
             "feed-wakeups", progress, self._refresh, poll=poll, max_backoff=1.0
@@ -280,22 +280,20 @@ class FeedWakeups:
     def for_reader(self, reader: str) -> Wakeups:
         """What wakes ``reader``'s streams (for tests and diagnostics: a stream itself gets
         it from :meth:`opened`)."""
-        return self._readers.setdefault(reader, Wakeups())
+        return self._readers.for_key(reader)
 
     @property
     def closing(self) -> bool:
-        return self._closing
+        return self._readers.closing
 
     def close(self) -> None:
         """Release every stream now (the service is stopping)."""
-        self._closing = True
-        for wakeups in self._readers.values():
-            wakeups.wake()
+        self._readers.close()
 
     def opened(self, reader: str) -> Wakeups:
         """A stream of ``reader`` opens: what wakes it (call :meth:`closed` when it ends)."""
         self._open[reader] = self._open.get(reader, 0) + 1
-        return self._readers.setdefault(reader, Wakeups())
+        return self._readers.for_key(reader)
 
     def closed(self, reader: str) -> None:
         left = self._open.get(reader, 0) - 1
@@ -303,7 +301,7 @@ class FeedWakeups:
             self._open[reader] = left
         else:
             self._open.pop(reader, None)
-            self._readers.pop(reader, None)
+            self._readers.release(reader)
 
     async def run(self) -> None:
         """Forever (see :class:`~eventstore.HintFollower`); streams poll through an outage."""
@@ -327,9 +325,6 @@ class FeedWakeups:
             if readers:
                 actors = list({row["account_id"] for row in rows})
                 woken = await self._pool.fetch(QUERIES["feed_readers_of"], actors, readers)
-                for row in woken:
-                    wakeups = self._readers.get(row[0])
-                    if wakeups is not None:
-                        wakeups.wake()
+                self._readers.wake(row[0] for row in woken)
             if len(rows) < self._BATCH:
                 return

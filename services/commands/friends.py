@@ -7,7 +7,7 @@ change of setting applies to past activity at once and to what a stream sends ne
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +15,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from eventstore import LogCursor
+from eventstore import Event, LogCursor
 from projections import activity, domain, friends
 from projections.activity import ActivityItem, FeedWakeups
 from projections.domain import Account
@@ -59,9 +59,12 @@ class FriendService:
         request (idempotent: nothing to end, or no such account, is no change)."""
         await self._decide(me, other_id, domain.end_friendship)
 
-    async def _decide(self, me: Account, other_id: str, decision: Any) -> None:
-        if other_id == me.id:
-            raise domain.CannotFriendSelf("an account cannot be its own friend")
+    async def _decide(
+        self,
+        me: Account,
+        other_id: str,
+        decision: Callable[[Account, str, domain.Friendship], list[Event]],
+    ) -> None:
         # The pair as the friendships projection has it: this caller's earlier changes are in
         # it (every change waits for the projections before it answers).
         pair = await friends.friendship(self.pool, me.id, other_id)

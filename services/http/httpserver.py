@@ -112,7 +112,7 @@ class GuardedRequestHandler(web.RequestHandler):
                 reason=reason,
                 method=request.method,
                 path=request.path,
-                where=_where(exc),
+                where=where_raised(exc),
             )
             code = "internal_error" if status == 500 else HTTPStatus(status).name.lower()
             error = ApiError(status, code, "the request could not be handled")
@@ -131,7 +131,7 @@ class GuardedRequestHandler(web.RequestHandler):
             "http_protocol_error",
             message=args[0] if args and isinstance(args[0], str) else None,
             reason=type(exc).__name__ if exc is not None else None,
-            where=_where(exc),
+            where=where_raised(exc),
         )
 
     def _arm_header_timer(self) -> None:
@@ -237,7 +237,7 @@ def close_after_response(request: web.BaseRequest) -> None:
         protocol.close()
 
 
-def _where(exc: BaseException | None) -> list[str] | None:
+def where_raised(exc: BaseException | None) -> list[str] | None:
     """The innermost frames an exception passed through (file, line, function): enough to
     find a bug, with none of the values involved."""
     if exc is None:

@@ -20,6 +20,7 @@ from services.http import wire
 from services.http.appkeys import DATABASE_HEALTH, FRIENDS, SETTINGS, STREAM_SLOTS
 from services.http.cursors import decode_cursor, encode_cursor
 from services.http.endpoints import Context, Declarations, json_response
+from services.http.httpserver import where_raised
 
 log = structlog.get_logger(__name__)
 
@@ -182,7 +183,8 @@ def _ended(request: web.Request, pump: asyncio.Task[None]) -> None:
         request.app[DATABASE_HEALTH].failed(error)
         log.info("feed_stream_interrupted", reason=type(error).__name__)
     else:
-        log.error("feed_stream_failed", reason=type(error).__name__, exc_info=error)
+        # Where it was raised, never its text (which may quote values): as for any request.
+        log.error("feed_stream_failed", reason=type(error).__name__, where=where_raised(error))
 
 
 async def _pump(response: EventSourceResponse, batches: AsyncIterator[list[ActivityItem]]) -> None:
