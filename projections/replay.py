@@ -10,7 +10,8 @@ rows below the oldest running transaction) and so every write waiting to read it
 When the side tables have caught up, one transaction swaps them in (live tables out, side tables
 in, the checkpoint set to the rebuilt cursor, the projection's dead letters replaced by the
 events the rebuild left out) and drops the old ones. The live runner, finding its checkpoint
-moved, catches up from there.
+moved, catches up from there; a runner that got past the rebuilt cursor meanwhile is never set
+back (the swap locks the checkpoints and folds the side tables up to it first).
 
 A **point-in-time copy** (``until_position`` / ``until_time``) is built the same way into a schema
 named by the operator and never touches the live tables.
@@ -220,9 +221,12 @@ class Rebuilder:
                 for op in projection.rebuild(part):
                     await self.conn.execute(op.query, *op.args)
 
-    async def skipped(self, projection: Projection) -> list[asyncpg.Record]:
-        """The events up to the side tables' cursor that the rebuild left out."""
-        op = projection.skipped(Slice(through=self.cursor))
+    async def skipped(
+        self, projection: Projection, after: LogCursor = LogCursor.START
+    ) -> list[asyncpg.Record]:
+        """The events after ``after`` up to the side tables' cursor that the rebuild left
+        out."""
+        op = projection.skipped(Slice(after=after, through=self.cursor))
         async with self.conn.transaction():
             await self.conn.execute(CUSTOM_PLANS.query)
             return await self.conn.fetch(op.query, *op.args)
@@ -261,7 +265,7 @@ async def replay(
                 break
             await rebuilder.build(newer)
         build_seconds = time.perf_counter() - started
-        reports = await _swap(conn, rebuilder, build_seconds)
+        reports = await swap_in(conn, rebuilder, build_seconds)
         seconds = time.perf_counter() - started
         log.info(
             "projections_replayed",
@@ -275,15 +279,25 @@ async def replay(
         await conn.fetchval(QUERIES["replay_unlock"], _LOCK)
 
 
-async def _swap(
-    conn: asyncpg.Connection[Any], rebuilder: Rebuilder, build_seconds: float
+async def swap_in(
+    conn: asyncpg.Connection[Any], rebuilder: Rebuilder, build_seconds: float = 0.0
 ) -> list[ProjectionReport]:
+    """Swap the rebuilt side tables in for the live ones, in one transaction.
+
+    A live runner may have moved its checkpoint past the side tables' cursor since they were
+    built, with a batch that touched none of its tables (so the table locks did not wait for
+    it). Setting that checkpoint back would leave the runner ahead of its tables until its next
+    batch, and an idle one there for good. So the swap locks the checkpoint rows too (a runner's
+    next batch then waits, and finds its checkpoint moved) and first folds the side tables up to
+    the furthest of them: every event before a checkpoint is committed, and the gap is small
+    (the replay caught up just before)."""
+    built = rebuilder.cursor
     skipped = {p.name: await rebuilder.skipped(p) for p in rebuilder.projections}
     live = _quote(rebuilder.live_schema)
     side = _quote(rebuilder.schema)
     retired = _quote(_RETIRED_SCHEMA)
     tables = [t for p in rebuilder.projections for t in p.tables]
-    cursor = rebuilder.cursor
+    names = [p.name for p in rebuilder.projections]
     # Readers queue behind the swap's lock: wait for it briefly, and try again rather than
     # keep them waiting behind a long batch. A deadlock with the runner's batch is retried too.
     async for attempt in AsyncRetrying(
@@ -295,40 +309,74 @@ async def _swap(
         reraise=True,
     ):
         with attempt:
-            async with conn.transaction():
-                await conn.execute("SET LOCAL lock_timeout = '2s'")
-                names = ", ".join(f"{live}.{_quote(t)}" for t in tables)
-                await conn.execute(f"LOCK TABLE {names} IN ACCESS EXCLUSIVE MODE")
-                await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
-                await conn.execute(f"CREATE SCHEMA {retired}")
-                for table in tables:
-                    await conn.execute(f"ALTER TABLE {live}.{_quote(table)} SET SCHEMA {retired}")
-                    await conn.execute(f"ALTER TABLE {side}.{_quote(table)} SET SCHEMA {live}")
-                for projection in rebuilder.projections:
-                    await conn.execute(
-                        RUNNER_QUERIES["checkpoint_put"],
-                        projection.name,
-                        cursor.transaction_id,
-                        cursor.position,
-                    )
-                    await _replace_dead_letters(conn, projection.name, cursor, skipped)
-                await conn.execute(f"DROP SCHEMA {retired} CASCADE")
-                await conn.execute(f"DROP SCHEMA {side} CASCADE")
-                for projection in rebuilder.projections:
-                    await conn.execute(
-                        RUNNER_QUERIES["progress_notify"], PROGRESS_CHANNEL, projection.name
-                    )
+            events = rebuilder.events
+            try:
+                async with conn.transaction():
+                    await conn.execute("SET LOCAL lock_timeout = '2s'")
+                    listed = ", ".join(f"{live}.{_quote(t)}" for t in tables)
+                    await conn.execute(f"LOCK TABLE {listed} IN ACCESS EXCLUSIVE MODE")
+                    gap = await _catch_up_with_runners(conn, rebuilder, names)
+                    cursor = rebuilder.cursor
+                    await conn.execute(f"DROP SCHEMA IF EXISTS {retired} CASCADE")
+                    await conn.execute(f"CREATE SCHEMA {retired}")
+                    for table in tables:
+                        await conn.execute(
+                            f"ALTER TABLE {live}.{_quote(table)} SET SCHEMA {retired}"
+                        )
+                        await conn.execute(f"ALTER TABLE {side}.{_quote(table)} SET SCHEMA {live}")
+                    for projection in rebuilder.projections:
+                        await conn.execute(
+                            RUNNER_QUERIES["checkpoint_put"],
+                            projection.name,
+                            cursor.transaction_id,
+                            cursor.position,
+                        )
+                        left_out = skipped[projection.name] + gap[projection.name]
+                        await _replace_dead_letters(conn, projection.name, cursor, left_out)
+                    await conn.execute(f"DROP SCHEMA {retired} CASCADE")
+                    await conn.execute(f"DROP SCHEMA {side} CASCADE")
+                    for projection in rebuilder.projections:
+                        await conn.execute(
+                            RUNNER_QUERIES["progress_notify"], PROGRESS_CHANNEL, projection.name
+                        )
+            except BaseException:
+                # The side tables rolled back to where they were built: so does the rebuilder.
+                rebuilder.cursor, rebuilder.events = built, events
+                raise
     return [
-        ProjectionReport(p.name, rebuilder.events, build_seconds, len(skipped[p.name]))
+        ProjectionReport(
+            p.name, rebuilder.events, build_seconds, len(skipped[p.name]) + len(gap[p.name])
+        )
         for p in rebuilder.projections
     ]
+
+
+async def _catch_up_with_runners(
+    conn: asyncpg.Connection[Any], rebuilder: Rebuilder, names: list[str]
+) -> dict[str, list[asyncpg.Record]]:
+    """Lock the projections' checkpoints (in the swap's transaction) and fold the side tables
+    up to the furthest of them; the events the gap's rebuild left out, by projection."""
+    rows = await conn.fetch(QUERIES["checkpoints_lock"], names)
+    ahead = max([LogCursor(r["transaction_id"], r["position"]) for r in rows], default=None)
+    gap: dict[str, list[asyncpg.Record]] = {name: [] for name in names}
+    if ahead is None or ahead <= rebuilder.cursor:
+        return gap
+    start = rebuilder.cursor
+    search_path = await conn.fetchval("SELECT current_setting('search_path')")
+    await rebuilder.build(ahead)
+    # The slices set the side schema first for the rest of this transaction: set it back.
+    await conn.execute("SELECT set_config('search_path', $1, true)", search_path)
+    for projection in rebuilder.projections:
+        gap[projection.name] = await rebuilder.skipped(projection, after=start)
+    log.info("replay_caught_up_with_runners", position=ahead.position)
+    return gap
 
 
 async def _replace_dead_letters(
     conn: asyncpg.Connection[Any],
     name: str,
     cursor: LogCursor,
-    skipped: dict[str, list[asyncpg.Record]],
+    skipped: list[asyncpg.Record],
 ) -> None:
     cleared = await conn.fetch(
         QUERIES["dead_letters_clear"], name, cursor.transaction_id, cursor.position
@@ -347,7 +395,7 @@ async def _replace_dead_letters(
                 r["type"],
                 errors.get((r["account_id"], r["position"]), DEAD_LETTER_ERROR),
             )
-            for r in skipped[name]
+            for r in skipped
         ],
     )
 

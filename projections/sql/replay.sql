@@ -65,3 +65,10 @@ INSERT INTO projection_dead_letters
     (account_id, projection, position, transaction_id, event_id, stream, type, error)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING;
+
+-- checkpoints_lock --
+-- Lock the projections' checkpoints for a swap, and read them (a runner's next batch waits, then finds its checkpoint moved): $1 projection names
+SELECT name, transaction_id, position FROM projection_checkpoints
+WHERE name = ANY($1::text[])
+ORDER BY name
+FOR UPDATE;
