@@ -22,7 +22,6 @@ order (``transaction_id``, ``position``): a cursor of that pair never skips a ro
 
 from __future__ import annotations
 
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -45,7 +44,7 @@ from eventstore.database import Connection
 from eventstore.queries import load_queries
 
 from .domain import TOMBSTONES, AccountCreated, Rated, VisibilityChanged, Watched
-from .events import account_event
+from .events import account_event, check_stored
 from .protocol import Op, Slice
 
 QUERIES = load_queries("projections", "sql/activity.sql")
@@ -67,33 +66,9 @@ def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
     return []
 
 
-class _Stamped(msgspec.Struct):
-    """The fields of a watched or rated event as stored, before decoding."""
-
-    guid: str
-    at: str
-
-
-_STAMPED = msgspec.json.Decoder(_Stamped)
-# What the set-based rebuild takes for a title id and a time (activity.sql, as state.sql): an
-# event outside them (only an import can record one) is left out there, and dead-lettered here.
-_GUID = re.compile(r"[a-z]+://[a-z]+/", re.ASCII)
-_AT = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)", re.ASCII)
-
-
-def _check_stored(recorded: RecordedEvent, category: str) -> None:
-    """Raise (the runner dead-letters the event) for what the rebuild leaves out."""
-    if StreamName.parse(recorded.stream).category != category:
-        raise ValueError(f"a {recorded.type} event belongs in an account's {category} stream")
-    if category == "watch":
-        stored = _STAMPED.decode(recorded.data)
-        if not _GUID.match(stored.guid) or not _AT.fullmatch(stored.at):
-            raise ValueError(f"a {recorded.type} event with a title id or time of another form")
-
-
 @_fold.register
 def _(event: Watched | Rated, account: str, recorded: RecordedEvent) -> list[Op]:
-    _check_stored(recorded, "watch")
+    check_stored(recorded, "watch")
     if event.baseline:
         return []  # a server's summary of the past: never activity (rule 7)
     rating = event.rating if isinstance(event, Rated) else None
@@ -119,7 +94,7 @@ def _(event: AccountCreated, account: str, recorded: RecordedEvent) -> list[Op]:
 
 @_fold.register
 def _(event: VisibilityChanged, account: str, recorded: RecordedEvent) -> list[Op]:
-    _check_stored(recorded, "account")
+    check_stored(recorded, "account")
     return [Op(QUERIES["activity_profile_visibility"], (account, event.visibility))]
 
 
@@ -227,11 +202,19 @@ def _key(row: asyncpg.Record) -> tuple[datetime, int]:
     return (row["at"], row["position"])
 
 
-async def feed_after(conn: Reader, viewer: str, after: LogCursor, limit: int) -> list[ActivityItem]:
-    """New activity for the viewer's stream after a log cursor, in the order it was applied,
-    with friendships and visibility as they are now."""
+async def feed_after(
+    conn: Reader, viewer: str, after: LogCursor, through: LogCursor | None, limit: int
+) -> list[ActivityItem]:
+    """New activity for the viewer's stream after a log cursor and up to ``through`` (None: no
+    bound), in the order it was applied, with friendships and visibility as they are now."""
     rows = await conn.fetch(
-        QUERIES["feed_after"], viewer, after.transaction_id, after.position, limit
+        QUERIES["feed_after"],
+        viewer,
+        after.transaction_id,
+        after.position,
+        limit,
+        None if through is None else through.transaction_id,
+        None if through is None else through.position,
     )
     return [_item(row) for row in rows]
 
@@ -247,8 +230,8 @@ class FeedWakeups:
 
     An idle stream costs nothing: with no activity, one cheap query per hint for the whole
     process ("what is new after the last cursor?"); with some, one more that finds which
-    readers with an open stream are friends of its actors, and only those are woken. When no
-    stream is open, not even that."""
+    readers with an open stream are friends of its actors who let friends see it, and only those
+    are woken. When no stream is open, not even that."""
 
     _BATCH = 5_000
 
@@ -271,6 +254,14 @@ class FeedWakeups:
     @poll.setter
     def poll(self, seconds: float) -> None:
         self._follower.poll = seconds
+
+    @property
+    def through(self) -> LogCursor | None:
+        """The cursor of the newest activity looked at (None: not looked yet). Every row up to
+        it is there to read: the projection adds new rows in tailing order, each batch after
+        the last, so none can appear behind it later (a rebuild puts back old rows, which no
+        stream sends again)."""
+        return self._after
 
     @property
     def streams(self) -> int:

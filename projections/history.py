@@ -10,7 +10,7 @@ from eventstore import Event, RecordedEvent
 from eventstore.queries import load_queries
 
 from .domain import TOMBSTONES, Unwatched, Watched, guid_kind
-from .events import account_event
+from .events import account_event, check_stored
 from .protocol import Op, Slice
 
 QUERIES = load_queries("projections", "sql/history.sql")
@@ -23,6 +23,7 @@ def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
 
 @_fold.register
 def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list[Op]:
+    check_stored(recorded, "watch")
     args = (
         account,
         recorded.position,

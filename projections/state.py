@@ -34,7 +34,7 @@ from .domain import (
     WatchStateKept,
     guid_kind,
 )
-from .events import account_event
+from .events import account_event, check_stored
 from .protocol import Op, Slice
 
 QUERIES = load_queries("projections", "sql/state.sql")
@@ -49,6 +49,7 @@ def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
 
 @_fold.register
 def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list[Op]:
+    check_stored(recorded, "watch")
     args = (
         account,
         event.guid,
@@ -63,6 +64,7 @@ def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list
 
 @_fold.register
 def _(event: WatchStateKept, account: str, recorded: RecordedEvent) -> list[Op]:
+    check_stored(recorded, "watch")
     args = (
         account,
         event.guid,
@@ -77,6 +79,7 @@ def _(event: WatchStateKept, account: str, recorded: RecordedEvent) -> list[Op]:
 
 @_fold.register
 def _(event: Rated | Unrated, account: str, recorded: RecordedEvent) -> list[Op]:
+    check_stored(recorded, "watch")
     rating = event.rating if isinstance(event, Rated) else None
     args = (
         account,

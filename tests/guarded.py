@@ -21,5 +21,8 @@ class GuardedTestServer(TestServer):
 
     async def _make_runner(self, **kwargs: Any) -> web.BaseRunner:
         # BaseTestServer.start_server() builds its runner here (private hook; TestServer's own
-        # returns a plain AppRunner).
+        # returns a plain AppRunner). aiohttp's test server asks for handlers to be cancelled
+        # when their client goes; `watchledger serve` leaves aiohttp's default (not cancelled:
+        # a write runs to its end), and so do the tests.
+        kwargs["handler_cancellation"] = False
         return GuardedAppRunner(self.app, self.settings, **kwargs)

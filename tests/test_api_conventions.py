@@ -153,6 +153,13 @@ async def test_openapi_documents_every_route(client: TestClient[Any, Any]) -> No
         "cursor",
     }
     assert "Problem" in doc["components"]["schemas"]
+    # Every operation says what it answers when it succeeds.
+    for path, operations in doc["paths"].items():
+        for method, operation in operations.items():
+            assert any(s.startswith("2") for s in operation["responses"]), (method, path)
+    stream = doc["paths"]["/v1/me/feed/stream"]["get"]
+    assert [(p["name"], p["in"]) for p in stream["parameters"]] == [("Last-Event-ID", "header")]
+    assert set(stream["responses"]["200"]["content"]) == {"text/event-stream"}
 
 
 def test_the_openapi_document_is_valid() -> None:

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from services.http.appkeys import POOL, SERVERS
+from services.http.appkeys import POOL, SERVERS, STREAM_SLOTS
+from services.http.auth import Principal
 from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import grant, pull, register, revoke, send, setup_owner_with_server, sync
 from tests.test_api_conventions import problem
@@ -324,6 +325,30 @@ async def test_a_token_holds_a_bounded_number_of_long_polls(
     # The slots are free again.
     changes, _ = await pull(client, "srv-a", srv, cursor, wait="0.05")
     assert [c["guid"] for c in changes] == [MOVIE]
+
+
+async def test_a_long_poll_whose_client_goes_gives_its_slot_back_at_once(
+    make_client: Callable[..., Any],
+) -> None:
+    client = await make_client(max_streams_per_token=1)
+    _, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    cursor = await drain(client, "srv-a", srv)
+    assert client.app is not None
+    waiting = client.app[SERVERS].wakeups.for_server("srv-a")
+    slots = client.app[STREAM_SLOTS]
+    slots.sweep = 0.05
+    # A minute's wait: only noticing the closed connection can end the handler sooner.
+    poll = asyncio.create_task(pull(client, "srv-a", srv, cursor, wait="60"))
+    async with asyncio.timeout(10):
+        await waiting.until_waiting(1)
+
+    poll.cancel()  # the client gives up: its connection closes
+    async with asyncio.timeout(5):
+        while slots.held(Principal("server", "srv-a")) or waiting.waiting:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)  # no event says a handler has ended
+
+    changes, _ = await pull(client, "srv-a", srv, cursor, wait="0.05")  # a 200, not a 429
+    assert changes == []
 
 
 @pytest.mark.parametrize(

@@ -130,10 +130,11 @@ CROSS JOIN LATERAL (
 ) a;
 
 -- feed_after --
--- New activity for a stream, in the order the projection applied it (the log's tailing order), after a log cursor: of the viewer's friends who let friends see it, now: $1 viewer, $2 after transaction id, $3 after position, $4 limit
+-- New activity for a stream, in the order the projection applied it (the log's tailing order), after a log cursor and up to another: of the viewer's friends who let friends see it, now: $1 viewer, $2 after transaction id, $3 after position, $4 limit, $5 through transaction id, $6 through position (null: no bound)
 SELECT x.account_id, x.position, x.transaction_id, x.event_id, x.type, x.guid, x.rating, x.at
 FROM activity x
 WHERE (x.transaction_id, x.position) > ($2::xid8, $3::bigint)
+  AND ($5::xid8 IS NULL OR (x.transaction_id, x.position) <= ($5::xid8, $6::bigint))
   AND x.account_id IN (
       SELECT mine.friend_id
       FROM friend_requests mine
@@ -153,10 +154,11 @@ ORDER BY transaction_id, position
 LIMIT $3;
 
 -- feed_readers_of --
--- Of the given readers, those who are friends of one of the given actors: $1 actors, $2 readers
+-- Of the given readers, those who are friends of one of the given actors who lets friends see its activity: $1 actors, $2 readers
 SELECT DISTINCT mine.account_id
 FROM friend_requests mine
 JOIN friend_requests theirs ON theirs.account_id = mine.friend_id AND theirs.friend_id = mine.account_id
+JOIN activity_profiles p ON p.account_id = mine.friend_id AND p.visibility <> 'private'
 WHERE mine.friend_id = ANY($1::text[]) AND mine.account_id = ANY($2::text[]);
 
 -- activity_head --

@@ -112,12 +112,20 @@ class FriendService:
         try:
             while not self.feeds.closing:
                 generation = wakeups.generation
-                items = await activity.feed_after(self.pool, viewer, after, STREAM_BATCH)
+                # Up to what the wake-ups have looked at, past which nothing new can appear:
+                # the cursor moves past what the viewer may not see too, so an item hidden
+                # when it came (a private or unfriended actor's) is never sent later.
+                through = self.feeds.through
+                items = await activity.feed_after(self.pool, viewer, after, through, STREAM_BATCH)
                 if items:
-                    after = items[-1].cursor
                     yield items
-                    if len(items) == STREAM_BATCH:
-                        continue
+                if len(items) == STREAM_BATCH:
+                    after = items[-1].cursor
+                    continue
+                if through is not None:
+                    after = max(after, through)
+                elif items:
+                    after = items[-1].cursor
                 await wakeups.wait(generation, None)
         finally:
             self.feeds.closed(viewer)

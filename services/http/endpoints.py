@@ -68,6 +68,8 @@ class Endpoint:
     responses: Mapping[int, tuple[Any, str]] = field(default_factory=dict)
     errors: Mapping[int, str] = field(default_factory=dict)
     raw_response: str | None = None  # content type of a non-JSON success body
+    # request headers the endpoint reads (beyond Authorization): name -> description
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class Declarations:
@@ -93,6 +95,7 @@ class Declarations:
         responses: Mapping[int, tuple[Any, str]] | None = None,
         errors: Mapping[int, str] | None = None,
         raw_response: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Callable[[H], H]:
         def declare(handler: H) -> H:
             self.endpoints.append(
@@ -109,6 +112,7 @@ class Declarations:
                     responses=responses or {},
                     errors=errors or {},
                     raw_response=raw_response,
+                    headers=headers or {},
                 )
             )
             return handler

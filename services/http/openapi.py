@@ -82,6 +82,10 @@ def build_openapi(endpoints: Sequence[Endpoint], *, version: str) -> dict[str, A
                 params.append(
                     {"name": name, "in": "query", "required": name in required, "schema": schema}
                 )
+        params += [
+            {"name": name, "in": "header", "description": text, "schema": {"type": "string"}}
+            for name, text in e.headers.items()
+        ]
         if params:
             operation["parameters"] = params
         if e.body is not None:

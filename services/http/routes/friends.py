@@ -139,6 +139,18 @@ async def get_activity(ctx: Context[None, wire.ActivityQuery]) -> web.StreamResp
     tag="friends",
     auth=("account",),
     raw_response="text/event-stream",
+    headers={
+        "Last-Event-ID": (
+            "The `id:` of the last event received: the stream resumes after it (absent: from now)."
+        )
+    },
+    responses={
+        200: (
+            None,
+            "An endless `text/event-stream`: one event per new visible activity (`id:` a "
+            "cursor, `data:` the Activity JSON), and comment lines as heartbeats.",
+        )
+    },
     errors={
         422: "`Last-Event-ID` is not a cursor this API issued (`invalid_request`).",
         429: "The token holds its most streams and long-polls already (`rate_limited`).",
@@ -150,7 +162,7 @@ async def stream_feed(ctx: Context[None, None]) -> web.StreamResponse:
     after = None if not last else LogCursor(*decode_cursor(last, tuple[int, int]))
     assert ctx.principal is not None
     friends = request.app[FRIENDS]
-    with request.app[STREAM_SLOTS].hold(ctx.principal):
+    with request.app[STREAM_SLOTS].hold(ctx.principal, request) as client_gone:
         if after is None:
             # "From now" is fixed before the answer starts: what the client does once it has
             # the answer's head (an action, a friend's) is after it, so it is streamed.
@@ -158,16 +170,16 @@ async def stream_feed(ctx: Context[None, None]) -> web.StreamResponse:
         response = EventSourceResponse(ping_interval=request.app[SETTINGS].stream_heartbeat)
         await response.prepare(request)
         pump = asyncio.create_task(_pump(response, friends.stream(ctx.me.id, after)))
-        gone = asyncio.create_task(response.wait())
+        heartbeats = asyncio.create_task(response.wait())
         try:
-            # Until the client goes (a heartbeat fails to send), the service stops, or the
-            # pump fails (the database went away): the stream then ends, and the client
-            # reconnects with its cursor.
-            await asyncio.wait({pump, gone}, return_when=asyncio.FIRST_COMPLETED)
+            # Until the client goes (its connection closes, or a heartbeat fails to send), the
+            # service stops, or the pump fails (the database went away): the stream then ends,
+            # and the client reconnects with its cursor.
+            await asyncio.wait({pump, heartbeats, client_gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            gone.cancel()  # and with it the heartbeats
+            heartbeats.cancel()  # and with it the heartbeats
             pump.cancel()
-            await asyncio.wait({pump, gone})
+            await asyncio.wait({pump, heartbeats})
             _ended(request, pump)
         return response
 

@@ -21,6 +21,7 @@ from services.http.appkeys import METRICS, SERVERS, STREAM_SLOTS
 from services.http.cursors import decode_cursor, encode_cursor
 from services.http.endpoints import Context, Declarations, json_response
 from services.http.errors import ApiError, invalid
+from services.http.limits import ClientGone, unless_gone
 
 route = Declarations()
 
@@ -244,8 +245,12 @@ async def server_changes(ctx: Context[None, wire.ChangesQuery]) -> web.StreamRes
     if ctx.query.wait <= 0:
         return json_response(await _changes(ctx, sid))
     assert ctx.principal is not None
-    with ctx.request.app[STREAM_SLOTS].hold(ctx.principal):
-        return json_response(await _changes(ctx, sid))
+    with ctx.request.app[STREAM_SLOTS].hold(ctx.principal, ctx.request) as client_gone:
+        try:
+            return json_response(await unless_gone(_changes(ctx, sid), client_gone))
+        except ClientGone:
+            # Nobody reads this answer; the status tells the access log and metrics why.
+            return web.Response(status=499, reason="Client Closed Request")
 
 
 async def _changes(ctx: Context[None, wire.ChangesQuery], sid: str) -> wire.Changes:
