@@ -69,3 +69,22 @@ async def test_the_replay_benchmark_prints_rates_beside_its_ceiling(
         "of the ceiling",
     ):
         assert line in out
+
+
+async def test_the_feeds_benchmark_prints_reads_streams_and_the_fan_out(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = BenchOptions(friends=3, activities=600, samples=3, streams=25, idle_seconds=0.1)
+
+    assert await run_bench("feeds", server_url, tiny) == 0
+
+    out = capsys.readouterr().out
+    for line in (
+        "activity rows written (3 friends + 3 others)",
+        "GET /v1/me/feed",
+        "GET /v1/accounts/{friend}/activity",
+        "idle feed streams held by one `watchledger serve` process: 25",
+        "a friend's action reaches its stream among them",
+        "worst case, an action of an account all 25 streams' readers are friends with",
+    ):
+        assert line in out
