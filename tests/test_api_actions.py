@@ -77,12 +77,82 @@ async def test_every_action_type_and_title_kind_is_recorded(client: TestClient[A
         ),
         ({"type": "rated", "guid": "local://1", "rating": 99}, "unsupported_guid"),
         ({"type": "rated", "guid": MOVIE, "rating": 99, "at": at(-60)}, "invalid_rating"),
+        # Every id of the action is checked, and they must name one kind of title.
+        ({"type": "watched", "guid": MOVIE, "ids": ["plex://album/x"]}, "music_not_synced"),
+        ({"type": "watched", "guid": MOVIE, "ids": ["imdb://movie/0111"]}, "unsupported_guid"),
+        ({"type": "watched", "guid": MOVIE, "ids": [EPISODE]}, "conflicting_ids"),
+        (
+            {"type": "watched", "guid": "imdb://movie/tt1", "ids": ["tvdb://show/1/s1e1"]},
+            "conflicting_ids",
+        ),
+        (
+            {"type": "rated", "guid": MOVIE, "ids": ["tmdb://show/1"], "rating": 99},
+            "conflicting_ids",
+        ),
     ],
 )
 async def test_rejections(client: TestClient[Any, Any], action: dict[str, Any], code: str) -> None:
     ann = await create_account(client, "ann")
     [result] = await post_actions(client, ann, action)
     assert result == {"status": "rejected", "code": code}
+
+
+async def test_titles_named_by_any_id_form_are_recorded_with_their_ids(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    results = await post_actions(
+        client,
+        ann,
+        {"type": "watched", "guid": "imdb://movie/tt0111161", "ids": ["tmdb://movie/278"]},
+        {"type": "watched", "guid": "tvdb://show/81189/s1e1", "ids": ["tvdb://episode/349232"]},
+        {"type": "rated", "guid": "tmdb://show/1396", "rating": 9},
+        # The guid again in ids, a repeat, and Plex hex in capitals: each id kept once.
+        {
+            "type": "watched",
+            "guid": MOVIE.upper().replace("PLEX://MOVIE", "plex://movie"),
+            "ids": [MOVIE, "imdb://movie/tt0080684", "imdb://movie/tt0080684"],
+        },
+    )
+    assert [r["status"] for r in results] == ["recorded"] * 4
+    events = (await (await client.get("/v1/admin/events", headers=OPERATOR)).json())["items"]
+    assert [e["data"].get("guid") for e in events[1:]] == [
+        "imdb://movie/tt0111161",
+        "tvdb://show/81189/s1e1",
+        "tmdb://show/1396",
+        MOVIE,
+    ]
+    # The action's other ids, in shown order; none stored when there are none.
+    assert [e["data"].get("ids") for e in events[1:]] == [
+        ["tmdb://movie/278"],
+        ["tvdb://episode/349232"],
+        None,
+        ["imdb://movie/tt0080684"],
+    ]
+    await settle(client)
+    state = (await (await client.get("/v1/me/state", headers=ann)).json())["items"]
+    kinds = {item["guid"] for item in state}
+    assert "tvdb://show/81189/s1e1" in kinds
+    profile = await (await client.get("/v1/me", headers=ann)).json()
+    assert profile["counts"] == {"movies": 2, "episodes": 1}
+
+
+async def test_more_than_eight_ids_is_422(client: TestClient[Any, Any]) -> None:
+    ann = await create_account(client, "ann")
+    ids = [f"tmdb://movie/{n}" for n in range(1, 10)]
+    response = await client.post(
+        "/v1/me/actions",
+        json={"actions": [{"type": "watched", "guid": "tmdb://movie/550", "ids": ids}]},
+        headers=ann,
+    )
+    body = await response.json()
+    assert response.status == 422, body
+    assert body["code"] == "invalid_request"
+    assert body["errors"][0]["field"].endswith("ids")
+    eight = await post_actions(
+        client, ann, {"type": "watched", "guid": "tmdb://movie/550", "ids": ids[:8]}
+    )
+    assert eight[0]["status"] == "recorded"
 
 
 async def test_up_to_five_minutes_ahead_is_accepted(client: TestClient[Any, Any]) -> None:

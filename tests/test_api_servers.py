@@ -340,6 +340,31 @@ async def test_every_outcome_of_a_server_event(client: TestClient[Any, Any]) -> 
             {"account": "ann", "type": "progress", "guid": "plex://album/x", "edition": "x"},
             "music_not_synced",
         ),
+        # A server names titles by whichever ids it knows; they must agree on the kind.
+        (
+            {
+                "account": "ann",
+                "type": "watched",
+                "guid": "tvdb://show/81189/s1e1",
+                "ids": ["imdb://episode/tt0959621", "tvdb://episode/349232"],
+                "at": t(2),
+            },
+            "recorded",
+        ),
+        (
+            {"account": "ann", "type": "watched", "guid": MOVIE, "ids": ["tvdb://show/1"]},
+            "conflicting_ids",
+        ),
+        (
+            {
+                "account": "ann",
+                "type": "progress",
+                "guid": MOVIE,
+                "ids": ["tvdb://show/1"],
+                "edition": "x",
+            },
+            "conflicting_ids",
+        ),
         (
             {"account": "ann", "type": "progress", "guid": MOVIE, "edition": "x"},
             "edition_not_synced",

@@ -78,7 +78,15 @@ from .events import (
 from .friends import Friendship, end_friendship, request_friendship
 from .servers import MIN_SERVER_VERSION, parse_version, register_server
 from .settings import change_settings
-from .titles import GuidRejected, TitleKind, classify_guid, guid_kind
+from .titles import (
+    GuidRejected,
+    TitleIds,
+    TitleKind,
+    classify_ids,
+    guid_kind,
+    parse_id,
+    shown_order,
+)
 
 __all__ = [
     "ACCOUNT_FOLD_VERSION",
@@ -125,6 +133,7 @@ __all__ = [
     "StateDeleted",
     "SyncChanged",
     "SyncEnabled",
+    "TitleIds",
     "TitleKind",
     "UnknownAccount",
     "UnknownOwner",
@@ -139,7 +148,7 @@ __all__ = [
     "accept_access",
     "account_stream",
     "change_settings",
-    "classify_guid",
+    "classify_ids",
     "decide_action",
     "decide_server_action",
     "delete_history",
@@ -151,10 +160,12 @@ __all__ = [
     "leave_access",
     "natural_event_id",
     "offer_access",
+    "parse_id",
     "parse_version",
     "register_server",
     "registry",
     "request_friendship",
+    "shown_order",
     "to_utc",
     "watch_stream",
     "withdraw_access",

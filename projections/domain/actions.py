@@ -18,7 +18,7 @@ from eventstore import NewEvent
 
 from .account import Account
 from .events import UNRATED_ACTIONS, Rated, WatchAction, natural_event_id, registry, to_utc
-from .titles import GuidRejected, classify_guid
+from .titles import GuidRejected, classify_ids
 
 # How far ahead of the clock an action's `at` may be (clocks of clients and servers drift).
 FUTURE_TOLERANCE = timedelta(minutes=5)
@@ -34,6 +34,7 @@ RejectionCode = Literal[
     "sync_disabled",
     "music_not_synced",
     "unsupported_guid",
+    "conflicting_ids",
     "edition_not_synced",
     "in_progress_not_synced",
     "invalid_rating",
@@ -52,6 +53,7 @@ class ReportedAction(msgspec.Struct, frozen=True, kw_only=True):
 
     type: ReportedType
     guid: str
+    ids: tuple[str, ...] = ()  # more ids of the same title (product rule 1b)
     at: datetime | None = None  # None: now
     rating: int | None = None
     # The reporter's own id for the action (a retry with it is the same action).
@@ -62,10 +64,10 @@ class ReportedAction(msgspec.Struct, frozen=True, kw_only=True):
 
 def decide_action(account_id: str, action: ReportedAction, now: datetime) -> NewEvent | Rejected:
     """The event a watch action of the account becomes, or why it is not synced: the title's
-    checks in the contract's order (music, unsupported GUID, edition, in-progress, rating,
-    time)."""
+    checks in the contract's order (music, unsupported id, conflicting ids, edition,
+    in-progress, rating, time)."""
     try:
-        _, guid = classify_guid(action.guid)
+        _, guid, ids = classify_ids(action.guid, action.ids)
     except GuidRejected as rejected:
         return Rejected(rejected.code)
     if action.edition:
@@ -81,9 +83,9 @@ def decide_action(account_id: str, action: ReportedAction, now: datetime) -> New
         return Rejected("at_in_future")
     event: WatchAction
     if rating is not None:  # and so the action is "rated"
-        event = Rated(guid=guid, at=at, rating=rating, baseline=action.baseline)
+        event = Rated(guid=guid, ids=ids, at=at, rating=rating, baseline=action.baseline)
     else:
-        event = UNRATED_ACTIONS[action.type](guid=guid, at=at, baseline=action.baseline)
+        event = UNRATED_ACTIONS[action.type](guid=guid, ids=ids, at=at, baseline=action.baseline)
     # Two keys: the client's id (a retry of the same request, even with another `at`), and
     # the natural key (the same action reported again: a retry without an id, or a server
     # echoing a change it was sent — including one first made with a client id).

@@ -146,14 +146,16 @@ class FriendRemoved(Event, frozen=True):
     account: str
 
 
-# Watch actions. ``baseline`` is omitted when false, so ordinary actions are stored as
-# {"guid", "at"[, "rating"]} only.
+# Watch actions. ``ids`` (the action's other ids of the title, product rule 1b) is omitted when
+# empty and ``baseline`` when false, so an ordinary action is stored as {"guid", "at"[,
+# "rating"]} only.
 @registry.register
 class Watched(Event, frozen=True, omit_defaults=True):
     event_type: ClassVar[str] = "watched"
     guid: str
     at: datetime
     baseline: bool = False
+    ids: tuple[str, ...] = ()
 
 
 @registry.register
@@ -162,6 +164,7 @@ class Unwatched(Event, frozen=True, omit_defaults=True):
     guid: str
     at: datetime
     baseline: bool = False
+    ids: tuple[str, ...] = ()
 
 
 @registry.register
@@ -171,6 +174,7 @@ class Rated(Event, frozen=True, omit_defaults=True):
     at: datetime
     rating: int
     baseline: bool = False
+    ids: tuple[str, ...] = ()
 
 
 @registry.register
@@ -179,6 +183,7 @@ class Unrated(Event, frozen=True, omit_defaults=True):
     guid: str
     at: datetime
     baseline: bool = False
+    ids: tuple[str, ...] = ()
 
 
 WatchAction = Watched | Unwatched | Rated | Unrated

@@ -1,38 +1,120 @@
-"""Titles and their ids (product rule 1): which titles sync, and what kind each is. Pure."""
+"""Titles and their ids (product rules 1 and 1b): which ids name a synced title, of what kind,
+and in what order a title's ids are shown. Pure.
+
+The forms (lowercase scheme and kind; the rest exactly as shown):
+
+* Plex: ``plex://movie|show|season|episode/<24 hex>`` (the hex is stored lowercase);
+* external: ``imdb://<kind>/tt<digits>``, ``tmdb://<kind>/<digits>``,
+  ``tvdb://<kind>/<digits>``, kind ``movie``, ``show`` or ``episode``;
+* an episode by its show and numbers: ``<any show id above>/s<season>e<episode>``, numbers
+  without leading zeros (season 0 holds specials).
+
+Music (``plex://artist|album|track/…``) is ``music_not_synced``; anything else is
+``unsupported_guid``; ids of one action naming different kinds of title are
+``conflicting_ids``. A run of digits is at most :data:`MAX_DIGITS` long: no provider's ids come
+near it, and an id stays short enough to index.
+"""
 
 from __future__ import annotations
 
 import re
-from typing import Literal, cast
+from collections.abc import Iterable
+from typing import Literal, NamedTuple, cast
 
 TitleKind = Literal["movie", "show", "season", "episode"]
+IdRejection = Literal["music_not_synced", "unsupported_guid", "conflicting_ids"]
 
-_SYNCED_GUID = re.compile(r"^plex://(movie|show|season|episode)/([0-9a-fA-F]{24})$")
-_MUSIC_GUID = re.compile(r"^plex://(artist|album|track)/")
+# At most this many ids in one action's `ids` (the contract's bound; its `guid` besides).
+MAX_IDS = 8
+MAX_DIGITS = 18
+
+# The order a title's ids are shown in: by scheme, episode-by-numbers ids after those.
+SCHEMES = ("plex", "imdb", "tmdb", "tvdb")
+_NUMBERED_RANK = len(SCHEMES)
+
+_DIGITS = rf"(?:0|[1-9][0-9]{{0,{MAX_DIGITS - 1}}})"  # a number: no leading zeros
+_PROVIDER_ID = rf"[0-9]{{1,{MAX_DIGITS}}}"  # a provider's id: its digits as they are
+_PLEX = re.compile(r"plex://(movie|show|season|episode)/([0-9a-fA-F]{24})", re.ASCII)
+_IMDB = re.compile(rf"imdb://(movie|show|episode)/tt{_PROVIDER_ID}", re.ASCII)
+_NUMERIC = re.compile(rf"(tmdb|tvdb)://(movie|show|episode)/{_PROVIDER_ID}", re.ASCII)
+_NUMBERED = re.compile(rf"(.+)/s({_DIGITS})e({_DIGITS})", re.ASCII)
+_MUSIC = re.compile(r"plex://(artist|album|track)/", re.ASCII)
 
 
 class GuidRejected(Exception):
-    """Why a GUID is not synced: its rejection code."""
+    """Why an id (or an action's ids together) is not synced: its rejection code."""
 
-    def __init__(self, code: Literal["music_not_synced", "unsupported_guid"]) -> None:
+    def __init__(self, code: IdRejection) -> None:
         super().__init__(code)
         self.code = code
 
 
-def classify_guid(guid: str) -> tuple[TitleKind, str]:
-    """(kind, normalised GUID) of a synced title; raises :class:`GuidRejected` otherwise.
-
-    Only Plex Movie / Plex TV Series GUIDs sync (``plex://movie|show|season|episode/<24 hex>``);
-    music never does; any other scheme (legacy agents, ``local://``) is unsupported."""
-    if _MUSIC_GUID.match(guid):
+def parse_id(text: str) -> tuple[TitleKind, str]:
+    """(kind, normalised id) of one id of a synced title; raises :class:`GuidRejected`
+    (``music_not_synced`` or ``unsupported_guid``) otherwise."""
+    if _MUSIC.match(text):
         raise GuidRejected("music_not_synced")
-    match = _SYNCED_GUID.match(guid)
-    if match is None:
-        raise GuidRejected("unsupported_guid")
-    kind = cast(TitleKind, match.group(1))
-    return kind, f"plex://{kind}/{match.group(2).lower()}"
+    parsed = _parse_simple(text)
+    if parsed is not None:
+        return parsed
+    numbered = _NUMBERED.fullmatch(text)
+    if numbered is not None:
+        show = _parse_simple(numbered.group(1))
+        if show is not None and show[0] == "show":
+            return "episode", f"{show[1]}/s{numbered.group(2)}e{numbered.group(3)}"
+    raise GuidRejected("unsupported_guid")
+
+
+def _parse_simple(text: str) -> tuple[TitleKind, str] | None:
+    if plex := _PLEX.fullmatch(text):
+        kind = cast(TitleKind, plex.group(1))
+        return kind, f"plex://{kind}/{plex.group(2).lower()}"
+    if imdb := _IMDB.fullmatch(text):
+        return cast(TitleKind, imdb.group(1)), text
+    if numeric := _NUMERIC.fullmatch(text):
+        return cast(TitleKind, numeric.group(2)), text
+    return None
+
+
+class TitleIds(NamedTuple):
+    """The ids an action names its title by, checked and normalised."""
+
+    kind: TitleKind
+    guid: str  # the action's own id
+    others: tuple[str, ...]  # its other distinct ids, in shown order
+
+
+def classify_ids(guid: str, ids: Iterable[str] = ()) -> TitleIds:
+    """The ids of an action naming its title by ``guid`` and ``ids``; raises
+    :class:`GuidRejected` with the first code that applies over all of them:
+    ``music_not_synced``, ``unsupported_guid``, then ``conflicting_ids`` (ids of different
+    kinds of title)."""
+    texts = [guid, *ids]
+    if any(_MUSIC.match(text) for text in texts):
+        raise GuidRejected("music_not_synced")
+    parsed = [parse_id(text) for text in texts]  # unsupported_guid, if any is
+    if len({kind for kind, _ in parsed}) > 1:
+        raise GuidRejected("conflicting_ids")
+    kind, own = parsed[0]
+    others = shown_order(normalised for _, normalised in parsed[1:] if normalised != own)
+    return TitleIds(kind, own, tuple(others))
+
+
+def shown_order(ids: Iterable[str]) -> list[str]:
+    """Distinct normalised ids in the order a title shows them: the first is its ``guid``."""
+    return sorted(set(ids), key=id_rank)
+
+
+def id_rank(normalised: str) -> tuple[int, str]:
+    """Where a normalised id goes among a title's ids (smallest first)."""
+    if _NUMBERED.fullmatch(normalised):
+        return _NUMBERED_RANK, normalised
+    return SCHEMES.index(normalised.split(":", 1)[0]), normalised
 
 
 def guid_kind(guid: str) -> TitleKind:
-    """The kind of an already validated, normalised GUID."""
+    """The kind of an already validated, normalised id (as the rebuilds' SQL reads it: an id
+    ending in ``/s<n>e<n>`` is an episode, any other's kind is its third part)."""
+    if _NUMBERED.fullmatch(guid):
+        return "episode"
     return cast(TitleKind, guid.split("/", 3)[2])

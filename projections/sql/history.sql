@@ -61,7 +61,7 @@ records AS (
       AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
 )
 INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at)
-SELECT r.account_id, r.position, r.event_id, r.guid, split_part(r.guid, '/', 3), r.type,
+SELECT r.account_id, r.position, r.event_id, r.guid, CASE WHEN r.guid ~ '/s[0-9]+e[0-9]+$' THEN 'episode' ELSE split_part(r.guid, '/', 3) END, r.type,
        (r.data ->> 'at')::timestamptz
 FROM records r
 WHERE NOT r.baseline

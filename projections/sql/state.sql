@@ -131,7 +131,7 @@ latest AS (
       AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
     ORDER BY e.account_id, e.data ->> 'guid', (e.data ->> 'at')::timestamptz DESC, e.position DESC
 ), folded AS (
-    SELECT account_id, guid, split_part(guid, '/', 3) AS kind,
+    SELECT account_id, guid, CASE WHEN guid ~ '/s[0-9]+e[0-9]+$' THEN 'episode' ELSE split_part(guid, '/', 3) END AS kind,
            CASE type WHEN 'watch_state_kept' THEN (data ->> 'watched')::boolean
                      ELSE type = 'watched' END AS watched,
            (data ->> 'at')::timestamptz AS watched_at,
@@ -187,7 +187,7 @@ latest AS (
 )
 INSERT INTO watch_state AS s
     (account_id, guid, kind, rating, rated_at, rate_position, rate_recorded_at, updated_at)
-SELECT account_id, guid, split_part(guid, '/', 3),
+SELECT account_id, guid, CASE WHEN guid ~ '/s[0-9]+e[0-9]+$' THEN 'episode' ELSE split_part(guid, '/', 3) END,
        CASE type WHEN 'rated' THEN (data ->> 'rating')::smallint END,
        (data ->> 'at')::timestamptz, position, recorded_at, recorded_at
 FROM latest

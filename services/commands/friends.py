@@ -7,6 +7,7 @@ change of setting applies to past activity at once and to what a stream sends ne
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +30,10 @@ log = structlog.get_logger(__name__)
 _END_OF_TIME = (datetime(9999, 1, 1, tzinfo=UTC), 0)
 # New activity a stream reads at once, at most.
 STREAM_BATCH = 500
+# The share of the pool's connections streams may read on at once. One action of an account
+# thousands of streams' readers are friends with wakes them all: they queue here, in the
+# process, rather than for the pool, where a wait is bounded and writers wait too.
+STREAM_READ_SHARE = 0.5
 
 
 class FriendLists(msgspec.Struct, frozen=True):
@@ -47,6 +52,7 @@ class FriendService:
         self.pool = pool
         self._accounts = accounts
         self.feeds = feeds
+        self._stream_reads = asyncio.Semaphore(max(1, int(pool.get_max_size() * STREAM_READ_SHARE)))
 
     async def request(self, me: Account, other_id: str) -> None:
         """Ask ``other_id`` to be friends, or accept its request (idempotent)."""
@@ -116,7 +122,10 @@ class FriendService:
                 # the cursor moves past what the viewer may not see too, so an item hidden
                 # when it came (a private or unfriended actor's) is never sent later.
                 through = self.feeds.through
-                items = await activity.feed_after(self.pool, viewer, after, through, STREAM_BATCH)
+                async with self._stream_reads:
+                    items = await activity.feed_after(
+                        self.pool, viewer, after, through, STREAM_BATCH
+                    )
                 if items:
                     yield items
                 if len(items) == STREAM_BATCH:

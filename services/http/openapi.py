@@ -27,8 +27,12 @@ _AUTH_ERRORS = {
 }
 _DESCRIPTION = """Watch state, history and sync for movies and TV, on an append-only log.
 
-**Titles.** A title is named by its Plex id: `plex://movie/<24 hex>`, `plex://show/...`,
-`plex://season/...` or `plex://episode/...`. Music (`plex://artist|album|track/...`) is not
+**Titles.** A title is named by ids: Plex's `plex://movie|show|season|episode/<24 hex>`; the
+providers' `imdb://<kind>/tt<digits>`, `tmdb://<kind>/<digits>` and `tvdb://<kind>/<digits>`
+(kind `movie`, `show` or `episode`: how Jellyfin and Emby know titles); an episode by its show
+and numbers, `<show id>/s<season>e<episode>` (`tvdb://show/81189/s1e1`; season 0: specials).
+An action names its title by `guid` and may list more of its ids in `ids` (at most 8); ids of
+different kinds of title are `conflicting_ids`. Music (`plex://artist|album|track/...`) is not
 synced (`music_not_synced`); any other form — legacy agents such as
 `com.plexapp.agents.imdb://...`, `local://...`, a malformed id — is `unsupported_guid`. A movie
 with an edition, and in-progress playback, are not synced either.

@@ -55,11 +55,20 @@ def utc(at: datetime | None, field: str) -> datetime | None:
 
 
 GUID_DESCRIPTION = (
-    "The title's id. Synced: Plex Movie and TV ids `plex://movie|show|season|episode/<24 hex>`. "
-    "Music ids (`plex://artist|album|track/...`) are rejected as `music_not_synced`; any other "
-    "form (legacy agents such as `com.plexapp.agents.imdb://...`, `local://...`, malformed) "
-    "as `unsupported_guid`."
+    "The title's id. Synced: `plex://movie|show|season|episode/<24 hex>`; "
+    "`imdb://<kind>/tt<digits>`, `tmdb://<kind>/<digits>`, `tvdb://<kind>/<digits>` (kind "
+    "`movie`, `show` or `episode`); an episode by its show and numbers, "
+    "`<show id>/s<season>e<episode>` (no leading zeros; season 0: specials). Music ids "
+    "(`plex://artist|album|track/...`) are rejected as `music_not_synced`; any other form "
+    "(legacy agents such as `com.plexapp.agents.imdb://...`, `local://...`, malformed) as "
+    "`unsupported_guid`."
 )
+IDS_DESCRIPTION = (
+    "More ids of the same title (forms as `guid`; at most 8; the `guid` again is allowed): "
+    "for this account, ids sent together name one title. Ids of different kinds of title "
+    "are rejected as `conflicting_ids`."
+)
+MAX_IDS = 8
 CLIENT_ID_DESCRIPTION = (
     "Your id for this action (a UUID). Send one to make retries safe: an action with an id "
     "already recorded is a `duplicate`, even if its other fields differ. Without one, an "
@@ -135,6 +144,9 @@ class PatchMe(msgspec.Struct, forbid_unknown_fields=True):
 class Action(msgspec.Struct, forbid_unknown_fields=True):
     type: ActionType
     guid: Annotated[str, msgspec.Meta(description=GUID_DESCRIPTION)]
+    ids: Annotated[list[str], msgspec.Meta(max_length=MAX_IDS, description=IDS_DESCRIPTION)] = (
+        msgspec.field(default_factory=list)
+    )
     at: Annotated[
         Timestamp | None,
         msgspec.Meta(description="when the action was set (omitted: now); not over 5 min ahead"),
@@ -356,6 +368,9 @@ class ServerEvent(msgspec.Struct, forbid_unknown_fields=True):
     account: str
     type: Literal["watched", "unwatched", "rated", "unrated", "progress"]
     guid: Annotated[str, msgspec.Meta(description=GUID_DESCRIPTION)]
+    ids: Annotated[list[str], msgspec.Meta(max_length=MAX_IDS, description=IDS_DESCRIPTION)] = (
+        msgspec.field(default_factory=list)
+    )
     at: Annotated[
         Timestamp | None,
         msgspec.Meta(description="when the action was set (omitted: now); not over 5 min ahead"),

@@ -202,16 +202,18 @@ async def _streams(
     # The first streaming account is the actor's friend: it gets the action measured below.
     await put("/v1/me/friends/actor", tokens[0])
     await put("/v1/me/friends/streamer00000", friend_headers)
-    # Every streaming account is the star's friend: its action wakes every stream.
+    # Every streaming account is the star's friend: its action wakes every stream. They ask
+    # at once; the star accepts one by one (its changes are one stream's, appended in turn).
     star = await account("star")
     gate = asyncio.Semaphore(32)
 
-    async def befriend_star(i: int) -> None:
+    async def ask_star(headers: dict[str, str]) -> None:
         async with gate:
-            await put("/v1/me/friends/star", tokens[i])
-            await put(f"/v1/me/friends/streamer{i:05d}", star)
+            await put("/v1/me/friends/star", headers)
 
-    await asyncio.gather(*(befriend_star(i) for i in range(accounts)))
+    await asyncio.gather(*(ask_star(headers) for headers in tokens))
+    for i in range(accounts):
+        await put(f"/v1/me/friends/streamer{i:05d}", star)
 
     cpu_before = await _idle_cpu(pid, idle_seconds)
     rss_before, _ = _proc_stats(pid)
@@ -246,8 +248,12 @@ async def _streams(
             headers=star,
         ) as posted:
             posted.raise_for_status()
-        async with asyncio.timeout(120):
-            fan_out = sorted([(await arrival) - began for arrival in arrivals])
+        try:
+            async with asyncio.timeout(120):
+                fan_out = sorted(arrived - began for arrived in await asyncio.gather(*arrivals))
+        finally:
+            for arrival in arrivals:
+                arrival.cancel()
     finally:
         for response in opened:
             response.close()

@@ -87,7 +87,9 @@ async def post_actions(ctx: Context[wire.Actions, None]) -> web.StreamResponse:
             f"at most {wire.MAX_BATCH} actions a request, not {len(ctx.body.actions)}",
         )
     actions = [
-        ReportedAction(type=a.type, guid=a.guid, at=a.at, rating=a.rating, client_id=a.id)
+        ReportedAction(
+            type=a.type, guid=a.guid, ids=tuple(a.ids), at=a.at, rating=a.rating, client_id=a.id
+        )
         for a in ctx.body.actions
     ]
     outcomes = await ctx.request.app[ACCOUNTS].record_actions(ctx.me, actions)

@@ -21,6 +21,7 @@ from services.http.appkeys import DATABASE_HEALTH, FRIENDS, SETTINGS, STREAM_SLO
 from services.http.cursors import decode_cursor, encode_cursor
 from services.http.endpoints import Context, Declarations, json_response
 from services.http.httpserver import where_raised
+from services.http.limits import ClientGone
 
 log = structlog.get_logger(__name__)
 
@@ -189,11 +190,13 @@ def _ended(request: web.Request, pump: asyncio.Task[None]) -> None:
     answer has started, so an error can only end it (never become a problem answer)."""
     if pump.cancelled() or (error := pump.exception()) is None:
         return
-    if isinstance(error, ConnectionResetError | TimeoutError):
+    if isinstance(error, ClientGone):
         return  # the client went away, or stopped reading
     if unavailable(error):
         request.app[DATABASE_HEALTH].failed(error)
         log.info("feed_stream_interrupted", reason=type(error).__name__)
+    elif isinstance(error, TimeoutError):  # no connection free, or a statement, in time
+        log.warning("feed_stream_interrupted", reason=type(error).__name__)
     else:
         # Where it was raised, never its text (which may quote values): as for any request.
         log.error("feed_stream_failed", reason=type(error).__name__, where=where_raised(error))
@@ -202,10 +205,13 @@ def _ended(request: web.Request, pump: asyncio.Task[None]) -> None:
 async def _pump(response: EventSourceResponse, batches: AsyncIterator[list[ActivityItem]]) -> None:
     async for items in batches:
         for item in items:
-            await response.send(
-                _encoder.encode(_activity(item)).decode(),
-                id=encode_cursor((item.cursor.transaction_id, item.cursor.position)),
-            )
+            try:
+                await response.send(
+                    _encoder.encode(_activity(item)).decode(),
+                    id=encode_cursor((item.cursor.transaction_id, item.cursor.position)),
+                )
+            except (ConnectionResetError, TimeoutError) as error:  # gone, or stopped reading
+                raise ClientGone from error
 
 
 def _before(query: wire.ActivityQuery) -> tuple[datetime, int] | None:

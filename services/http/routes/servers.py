@@ -215,6 +215,7 @@ async def server_events(ctx: Context[wire.ServerEvents, None]) -> web.StreamResp
             ReportedAction(
                 type=e.type,
                 guid=e.guid,
+                ids=tuple(e.ids),
                 at=e.at,
                 rating=e.rating,
                 edition=e.edition,
