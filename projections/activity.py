@@ -207,16 +207,31 @@ async def feed_after(
 ) -> list[ActivityItem]:
     """New activity for the viewer's stream after a log cursor and up to ``through`` (None: no
     bound), in the order it was applied, with friendships and visibility as they are now."""
+    [items] = await feed_after_many(conn, [(viewer, after, through)], limit)
+    return items
+
+
+FeedRead: TypeAlias = tuple[str, LogCursor, LogCursor | None]
+"""One stream's read: (viewer, after, through) as :func:`feed_after` takes them."""
+
+
+async def feed_after_many(
+    conn: Reader, reads: Sequence[FeedRead], limit: int
+) -> list[list[ActivityItem]]:
+    """:func:`feed_after` for many streams in one statement: each read's items, in order."""
     rows = await conn.fetch(
-        QUERIES["feed_after"],
-        viewer,
-        after.transaction_id,
-        after.position,
+        QUERIES["feed_after_many"],
+        [viewer for viewer, _, _ in reads],
+        [after.transaction_id for _, after, _ in reads],
+        [after.position for _, after, _ in reads],
+        [None if through is None else through.transaction_id for _, _, through in reads],
+        [None if through is None else through.position for _, _, through in reads],
         limit,
-        None if through is None else through.transaction_id,
-        None if through is None else through.position,
     )
-    return [_item(row) for row in rows]
+    items: list[list[ActivityItem]] = [[] for _ in reads]
+    for row in rows:
+        items[row["i"] - 1].append(_item(row))
+    return items
 
 
 async def head(conn: Reader) -> LogCursor:

@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient
 
 from eventstore import EventStore, LogCursor
 from eventstore import database as db
+from projections import activity as activity_reads
 from projections.catalog import all_projections
 from projections.domain import (
     AccountCreated,
@@ -37,6 +38,7 @@ from projections.domain import (
 )
 from projections.protocol import Projection
 from projections.replay import replay, verify
+from services.commands.friends import StreamReads
 from services.http.appkeys import FRIENDS, POOL, STREAM_SLOTS
 from services.http.auth import Principal
 from services.http.cursors import encode_cursor
@@ -964,6 +966,87 @@ async def test_a_private_friends_activity_wakes_no_stream_and_is_passed_for_good
         movie(2),
         movie(1),
     ]
+
+
+async def test_one_action_woken_streams_all_get_it_read_together(
+    client: TestClient[Any, Any],
+) -> None:
+    """Fan-out on read's worst case in small: an account that every streaming reader is
+    friends with acts, and each stream (two per reader) gets its action once."""
+    readers = [f"r{i}" for i in range(12)]
+    p = await people(client, "star", "shy", *readers)
+    for reader in readers:
+        await befriend(client, ("star", p["star"]), (reader, p[reader]))
+    await befriend(client, ("r0", p["r0"]), ("shy", p["shy"]))
+    await set_visibility(client, p["shy"], "private")
+    async with contextlib.AsyncExitStack() as stack:
+        streams = [
+            await stack.enter_async_context(streaming(client, p[reader]))
+            for reader in readers
+            for _ in range(2)
+        ]
+        await record(client, p["shy"], "watched", movie(0), t(0))  # not for r0's streams
+        await record(client, p["star"], "watched", movie(1), t(1))
+        got = await asyncio.gather(*(stream.event() for stream in streams))
+        assert guids(got) == [movie(1)] * len(streams)
+        await record(client, p["star"], "watched", movie(2), t(2))
+        got = await asyncio.gather(*(stream.event() for stream in streams))
+        assert guids(got) == [movie(2)] * len(streams)
+
+
+async def test_reads_together_give_each_stream_what_its_own_read_gives(
+    client: TestClient[Any, Any],
+) -> None:
+    p = await people(client, "ann", "bob", "cy", "dee")
+    await befriend(client, ("ann", p["ann"]), ("bob", p["bob"]))
+    await befriend(client, ("cy", p["cy"]), ("bob", p["bob"]))
+    await befriend(client, ("cy", p["cy"]), ("dee", p["dee"]))
+    for n in range(4):
+        await record(client, p["bob"], "watched", movie(n), t(n))
+        await record(client, p["dee"], "rated", movie(10 + n), t(n), rating=n + 1)
+    await settle(client)
+    assert client.app is not None
+    pool = client.app[POOL]
+    cursors = [
+        LogCursor(r[0], r[1])
+        for r in await pool.fetch(
+            "SELECT transaction_id, position FROM activity ORDER BY transaction_id, position"
+        )
+    ]
+    reads: list[tuple[str, LogCursor, LogCursor | None]] = [
+        ("ann", LogCursor.START, None),
+        ("cy", cursors[2], cursors[-2]),
+        ("cy", cursors[2], cursors[-2]),  # the same read twice: asked once
+        ("cy", cursors[0], None),
+        ("dee", LogCursor.START, None),  # dee's one friend has done nothing
+        ("nobody", LogCursor.START, None),
+        ("cy", cursors[-1], None),  # nothing after the newest
+    ]
+    # Each read on its own, then all in one statement, then through the batcher.
+    alone = [
+        await activity_reads.feed_after(pool, viewer, after, through, 500)
+        for viewer, after, through in reads
+    ]
+    together = await activity_reads.feed_after_many(pool, reads, 500)
+    batched = StreamReads(pool, concurrency=2)
+    gathered = await asyncio.gather(*(batched.read(*read) for read in reads))
+
+    assert together == alone == gathered
+    assert [len(items) for items in alone] == [4, 4, 4, 7, 0, 0, 0]
+    assert [i.guid for i in alone[0]] == [movie(n) for n in range(4)]  # ann: bob's only
+    # cy: bob's and dee's, in the order recorded, after the cursor.
+    assert [i.guid for i in alone[3]] == [
+        movie(10),
+        movie(1),
+        movie(11),
+        movie(2),
+        movie(12),
+        movie(3),
+        movie(13),
+    ]
+    # The limit holds for each read on its own.
+    limited = await activity_reads.feed_after_many(pool, reads, 3)
+    assert limited == [items[:3] for items in alone]
 
 
 async def test_deleted_activity_is_not_streamed_on_resume(client: TestClient[Any, Any]) -> None:

@@ -129,21 +129,27 @@ CROSS JOIN LATERAL (
     LIMIT share.k
 ) a;
 
--- feed_after --
--- New activity for a stream, in the order the projection applied it (the log's tailing order), after a log cursor and up to another: of the viewer's friends who let friends see it, now: $1 viewer, $2 after transaction id, $3 after position, $4 limit, $5 through transaction id, $6 through position (null: no bound)
-SELECT x.account_id, x.position, x.transaction_id, x.event_id, x.type, x.guid, x.rating, x.at
-FROM activity x
-WHERE (x.transaction_id, x.position) > ($2::xid8, $3::bigint)
-  AND ($5::xid8 IS NULL OR (x.transaction_id, x.position) <= ($5::xid8, $6::bigint))
-  AND x.account_id IN (
-      SELECT mine.friend_id
-      FROM friend_requests mine
-      JOIN friend_requests theirs
-        ON theirs.account_id = mine.friend_id AND theirs.friend_id = mine.account_id
-      JOIN activity_profiles p ON p.account_id = mine.friend_id AND p.visibility <> 'private'
-      WHERE mine.account_id = $1)
-ORDER BY x.transaction_id, x.position
-LIMIT $4;
+-- feed_after_many --
+-- New activity for streams, one statement for many (the streams one action woke), each row tagged with its stream's ordinal: for each, in the order the projection applied it (the log's tailing order), after a log cursor and up to another, of the viewer's friends who let friends see it, now: $1 viewers, $2 after transaction ids, $3 after positions, $4 through transaction ids (null: no bound), $5 through positions, $6 limit each
+SELECT r.i, x.account_id, x.position, x.transaction_id, x.event_id, x.type, x.guid, x.rating, x.at
+FROM unnest($1::text[], $2::xid8[], $3::bigint[], $4::xid8[], $5::bigint[])
+     WITH ORDINALITY AS r(viewer, after_xid, after_pos, through_xid, through_pos, i)
+CROSS JOIN LATERAL (
+    SELECT y.account_id, y.position, y.transaction_id, y.event_id, y.type, y.guid, y.rating, y.at
+    FROM activity y
+    WHERE (y.transaction_id, y.position) > (r.after_xid, r.after_pos)
+      AND (r.through_xid IS NULL OR (y.transaction_id, y.position) <= (r.through_xid, r.through_pos))
+      AND y.account_id IN (
+          SELECT mine.friend_id
+          FROM friend_requests mine
+          JOIN friend_requests theirs
+            ON theirs.account_id = mine.friend_id AND theirs.friend_id = mine.account_id
+          JOIN activity_profiles p ON p.account_id = mine.friend_id AND p.visibility <> 'private'
+          WHERE mine.account_id = r.viewer)
+    ORDER BY y.transaction_id, y.position
+    LIMIT $6
+) x
+ORDER BY r.i, x.transaction_id, x.position;
 
 -- activity_after --
 -- Who has activity after a log cursor, in tailing order (for waking streams): $1 after transaction id, $2 after position, $3 limit

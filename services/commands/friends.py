@@ -30,10 +30,74 @@ log = structlog.get_logger(__name__)
 _END_OF_TIME = (datetime(9999, 1, 1, tzinfo=UTC), 0)
 # New activity a stream reads at once, at most.
 STREAM_BATCH = 500
+# Streams' reads that go to the database in one statement, at most.
+READS_PER_STATEMENT = 500
 # The share of the pool's connections streams may read on at once. One action of an account
-# thousands of streams' readers are friends with wakes them all: they queue here, in the
-# process, rather than for the pool, where a wait is bounded and writers wait too.
+# thousands of streams' readers are friends with wakes them all: their reads queue here, in
+# the process, rather than for the pool, where a wait is bounded and writers wait too.
 STREAM_READ_SHARE = 0.5
+
+
+class StreamReads:
+    """The reads of woken feed streams, batched.
+
+    One action can wake thousands of streams at once (fan-out on read's worst case: an
+    account that every streaming reader is friends with). Each stream's read is the same
+    small query with its own viewer and cursor; sent one by one they would cost a round trip
+    and a parse each, and queue for the pool. Here every read asked for in one turn of the
+    event loop goes out together — a statement per :data:`READS_PER_STATEMENT` reads, on at
+    most ``concurrency`` connections — and identical reads (streams of one reader at one
+    cursor) are asked once. Each stream still gets exactly what its own query would give."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], *, concurrency: int) -> None:
+        self._pool = pool
+        self._slots = asyncio.Semaphore(concurrency)
+        self._asked: dict[activity.FeedRead, asyncio.Future[list[ActivityItem]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def read(
+        self, viewer: str, after: LogCursor, through: LogCursor | None
+    ) -> list[ActivityItem]:
+        key = (viewer, after, through)
+        future = self._asked.get(key)
+        if future is None:
+            if not self._asked:
+                asyncio.get_running_loop().call_soon(self._send)
+            future = self._asked[key] = asyncio.get_running_loop().create_future()
+            # Read even if every stream that asked has gone (no "never retrieved" warning).
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+        # A stream that goes away leaves the read to the others that asked for it.
+        return await asyncio.shield(future)
+
+    def _send(self) -> None:
+        asked, self._asked = list(self._asked.items()), {}
+        for start in range(0, len(asked), READS_PER_STATEMENT):
+            task = asyncio.create_task(self._run(asked[start : start + READS_PER_STATEMENT]))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _run(
+        self, asked: list[tuple[activity.FeedRead, asyncio.Future[list[ActivityItem]]]]
+    ) -> None:
+        try:
+            async with self._slots:
+                reads = [key for key, _ in asked]
+                found = await activity.feed_after_many(self._pool, reads, STREAM_BATCH)
+        except BaseException as error:
+            # Every stream that asked gets the error (it ends, and says why), or is cancelled.
+            for _, future in asked:
+                if future.done():
+                    continue
+                if isinstance(error, Exception):
+                    future.set_exception(error)
+                else:
+                    future.cancel()
+            if not isinstance(error, Exception):
+                raise
+            return
+        for (_, future), items in zip(asked, found, strict=True):
+            if not future.done():
+                future.set_result(items)
 
 
 class FriendLists(msgspec.Struct, frozen=True):
@@ -52,7 +116,9 @@ class FriendService:
         self.pool = pool
         self._accounts = accounts
         self.feeds = feeds
-        self._stream_reads = asyncio.Semaphore(max(1, int(pool.get_max_size() * STREAM_READ_SHARE)))
+        self._stream_reads = StreamReads(
+            pool, concurrency=max(1, int(pool.get_max_size() * STREAM_READ_SHARE))
+        )
 
     async def request(self, me: Account, other_id: str) -> None:
         """Ask ``other_id`` to be friends, or accept its request (idempotent)."""
@@ -122,10 +188,7 @@ class FriendService:
                 # the cursor moves past what the viewer may not see too, so an item hidden
                 # when it came (a private or unfriended actor's) is never sent later.
                 through = self.feeds.through
-                async with self._stream_reads:
-                    items = await activity.feed_after(
-                        self.pool, viewer, after, through, STREAM_BATCH
-                    )
+                items = await self._stream_reads.read(viewer, after, through)
                 if items:
                     yield items
                 if len(items) == STREAM_BATCH:

@@ -14,8 +14,9 @@ on ``streams / 10`` accounts (10 each). The server's memory (RSS) and its CPU ti
 idle ``idle_seconds`` are read from ``/proc`` before and after they are open; then one friend
 of one streaming account acts, and the time until that stream has it is measured. Last, the
 worst case of fan-out on read: an account every streaming account is friends with acts, and
-each of the ``streams`` streams runs its own feed query for it; the time until every stream
-has the event (and its spread across them) is measured.
+each of the ``streams`` streams reads its feed for it (the reads batched, see
+``services.commands.friends.StreamReads``); the time until every stream has the event (and
+its spread across them) is measured.
 """
 
 from __future__ import annotations
@@ -300,7 +301,7 @@ def print_streams(figures: StreamFigures) -> None:
     )
     print(
         f"  worst case, an action of an account all {figures.streams} streams' readers are "
-        f"friends with (a feed query per stream): every stream has it after "
+        f"friends with (every stream reads its feed): every stream has it after "
         f"{figures.fan_out_all_ms:.0f} ms (p50 {figures.fan_out_p50_ms:.0f} ms, "
         f"p99 {figures.fan_out_p99_ms:.0f} ms)"
     )
