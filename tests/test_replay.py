@@ -73,6 +73,11 @@ async def served(make_client: Callable[..., Any], database_url: str) -> TestClie
     bob = await create_account(client, "bob")
     await grant(client, owner, "srv-a", "bob", bob)
     await sync(client, bob, True)
+    for asker, other in ((owner, "bob"), (bob, "ann"), (bob, "nobody-yet")):
+        response = await client.put(f"/v1/me/friends/{other}", headers=asker)
+        assert response.status in (204, 404)
+    response = await client.patch("/v1/me", json={"visibility": "public"}, headers=bob)
+    assert response.status == 200
     await post_actions(
         client,
         owner,
@@ -98,19 +103,34 @@ async def served(make_client: Callable[..., Any], database_url: str) -> TestClie
     return client
 
 
+@pytest.mark.parametrize("workers", [1, 2, 3])
 async def test_a_replay_gives_back_exactly_the_live_projections(
-    served: TestClient[Any, Any], conn: asyncpg.Connection[Any], pool: asyncpg.Pool[Any]
+    served: TestClient[Any, Any],
+    conn: asyncpg.Connection[Any],
+    pool: asyncpg.Pool[Any],
+    database_url: str,
+    workers: int,
 ) -> None:
     before = await dump(pool)
     assert before["watch_history"]
     assert before["sync_access"]
+    assert before["activity"]
+    assert before["friend_requests"]
+    opened: list[asyncpg.Connection[Any]] = []
 
-    report = await replay(conn, all_projections(), slice_events=3)
+    async def connect() -> asyncpg.Connection[Any]:
+        opened.append(await db.connect(database_url))
+        return opened[-1]
+
+    report = await replay(conn, all_projections(), slice_events=3, connect=connect, workers=workers)
     await settle(served)
 
     assert await dump(pool) == before
     assert report.events == await pool.fetchval("SELECT count(*) FROM events")
     assert (await verify(conn, all_projections(), slice_events=4)).ok
+    # The projections were shared out among that many connections, all closed again.
+    assert len(opened) == (0 if workers == 1 else workers)
+    assert all(c.is_closed() for c in opened)
     # The swapped-in tables are what the migrations made: names of indexes and constraints too.
     indexes = await pool.fetch(
         "SELECT indexname FROM pg_indexes WHERE tablename = 'watch_state' ORDER BY 1"

@@ -100,6 +100,8 @@ async def test_a_copy_never_replaces_a_schema_it_did_not_make(
         (["--until-time", "2026-01-01T00:00:00"], "expected a time with a UTC offset"),
         (["--until-position", "-3"], "expected a log position"),
         (["--projection", "feeds"], "invalid choice"),
+        (["--workers", "0"], "expected 1 to 16 connections"),
+        (["--workers", "two"], "expected 1 to 16 connections"),
         (["--until-position", "3", "--until-time", "2026-01-01T00:00:00Z"], "not allowed with"),
     ],
 )

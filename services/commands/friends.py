@@ -184,9 +184,9 @@ class FriendService:
         try:
             while not self.feeds.closing:
                 generation = wakeups.generation
-                # Up to what the wake-ups have looked at, past which nothing new can appear:
+                # Up to what the wake-ups have looked at, behind which nothing new can appear:
                 # the cursor moves past what the viewer may not see too, so an item hidden
-                # when it came (a private or unfriended actor's) is never sent later.
+                # when the stream reached it (a private or former friend's) is never sent.
                 through = self.feeds.through
                 items = await self._stream_reads.read(viewer, after, through)
                 if items:

@@ -84,7 +84,16 @@ async def _bench(
                 )
             started = time.perf_counter()
             await replay(conn, all_projections())
-            figures.append(Figure("replay all projections", total, time.perf_counter() - started))
+            figures.append(
+                Figure("replay all projections, 1 connection", total, time.perf_counter() - started)
+            )
+            started = time.perf_counter()
+            await replay(conn, all_projections(), connect=lambda: db.connect(scratch), workers=2)
+            figures.append(
+                Figure(
+                    "replay all projections, 2 connections", total, time.perf_counter() - started
+                )
+            )
             started = time.perf_counter()
             await _copy_out(conn)
             figures.append(

@@ -252,6 +252,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="the schema of a point-in-time copy (default watchledger_as_of; replaced if it "
         "is an earlier copy, refused if it is anything else)",
     )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        default=2,
+        metavar="N",
+        help="connections a replay rebuilds on at once, the projections shared out among them "
+        "(default 2; 1: one connection). Each is one database backend busy for the rebuild",
+    )
     _add_database_options(p)
     _add_logging_options(p)
 
@@ -327,6 +335,16 @@ def _position(text: str) -> int:
         value = -1
     if not 0 <= value < 2**63:
         raise argparse.ArgumentTypeError(f"expected a log position (0 or more), got {text!r}")
+    return value
+
+
+def _workers(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 16:
+        raise argparse.ArgumentTypeError(f"expected 1 to 16 connections, got {text!r}")
     return value
 
 
@@ -540,6 +558,8 @@ async def _replay(settings: Settings, url: str, args: argparse.Namespace) -> int
             until_position=args.until_position,
             until_time=args.until_time,
             into=args.into,
+            connect=lambda: db.connect(url, timeout=settings.database_timeout),
+            workers=args.workers,
         )
     except ReplayError as exc:
         raise CommandFailed(str(exc)) from exc

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from projections.catalog import all_projections
 from projections.protocol import Projection
 from projections.replay import (
+    Connect,
     ReplayError,
     ReplayReport,
     VerifyReport,
@@ -79,8 +80,11 @@ async def run_replay(
     until_position: int | None = None,
     until_time: datetime | None = None,
     into: str | None = None,
+    connect: Connect | None = None,
+    workers: int = 1,
 ) -> ReplayReport:
-    """Replay with a swap, or (a bound or ``into`` given) a point-in-time copy."""
+    """Replay with a swap (on up to ``workers`` connections, given ``connect``), or (a bound
+    or ``into`` given) a point-in-time copy."""
     point_in_time = until_position is not None or until_time is not None or into is not None
     with progress_shown("replay") as progress:
         if point_in_time:
@@ -92,7 +96,7 @@ async def run_replay(
                 until_time=until_time,
                 progress=progress,
             )
-        return await replay(conn, projections, progress=progress)
+        return await replay(conn, projections, progress=progress, connect=connect, workers=workers)
 
 
 async def run_verify(

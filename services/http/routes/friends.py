@@ -178,7 +178,7 @@ async def stream_feed(ctx: Context[None, None]) -> web.StreamResponse:
             # and the client reconnects with its cursor.
             await asyncio.wait({pump, heartbeats, client_gone}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            heartbeats.cancel()  # and with it the heartbeats
+            heartbeats.cancel()
             pump.cancel()
             await asyncio.wait({pump, heartbeats})
             _ended(request, pump)
