@@ -206,6 +206,34 @@ async def test_without_a_client_id_the_natural_key_decides(client: TestClient[An
     assert other_type["status"] == "recorded"
 
 
+async def test_the_natural_key_takes_the_time_to_the_whole_second(
+    client: TestClient[Any, Any],
+) -> None:
+    """A server that keeps whole seconds (Emby) echoes a change back with its time cut: the
+    same action (rule 5)."""
+    ann = await create_account(client, "ann")
+    [first] = await post_actions(
+        client, ann, {"type": "watched", "guid": MOVIE, "at": "2026-03-01T19:00:00.734512Z"}
+    )
+    [cut] = await post_actions(
+        client, ann, {"type": "watched", "guid": MOVIE, "at": "2026-03-01T19:00:00Z"}
+    )
+    [other_fraction] = await post_actions(
+        client, ann, {"type": "watched", "guid": MOVIE, "at": "2026-03-01T20:00:00.999+01:00"}
+    )
+    [next_second] = await post_actions(
+        client, ann, {"type": "watched", "guid": MOVIE, "at": "2026-03-01T19:00:01Z"}
+    )
+    assert first["status"] == "recorded"
+    assert cut == other_fraction == {"status": "duplicate"}
+    assert next_second["status"] == "recorded"
+    # The recorded time keeps its fraction: only the duplicate check is to the second.
+    [state] = (await (await client.get("/v1/me/state", headers=ann)).json())["items"]
+    assert state["watched_at"] == "2026-03-01T19:00:01Z"
+    history = (await (await client.get("/v1/me/history", headers=ann)).json())["items"]
+    assert [h["at"] for h in history] == ["2026-03-01T19:00:01Z", "2026-03-01T19:00:00.734512Z"]
+
+
 async def test_the_same_action_twice_in_one_request(client: TestClient[Any, Any]) -> None:
     ann = await create_account(client, "ann")
     action = {"type": "watched", "guid": MOVIE, "at": at(1)}

@@ -195,14 +195,17 @@ UNRATED_ACTIONS: dict[str, type[Watched | Unwatched | Unrated]] = {
 }
 
 # Natural-key event ids: an action without a client id is a duplicate of another with the
-# same (account, GUID, type, at, rating); the same inputs always give the same event id.
+# same (account, GUID, type, at to the whole second, rating) — product rule 5: some servers
+# keep no finer time (Emby keeps whole seconds), so their echo of a change must match it. The
+# same inputs always give the same event id.
 _NATURAL_KEY_NAMESPACE = uuid.UUID("5d3f7c1e-9a0b-4c2d-8e6f-1a2b3c4d5e6f")
 
 
 def natural_event_id(
     account_id: str, guid: str, action: str, at: datetime, rating: int | None
 ) -> uuid.UUID:
-    key = f"{account_id}\x1f{guid}\x1f{action}\x1f{to_utc(at).isoformat()}\x1f{rating}"
+    second = to_utc(at).replace(microsecond=0).isoformat()
+    key = f"{account_id}\x1f{guid}\x1f{action}\x1f{second}\x1f{rating}"
     return uuid.uuid5(_NATURAL_KEY_NAMESPACE, key)
 
 

@@ -72,7 +72,8 @@ MAX_IDS = 8
 CLIENT_ID_DESCRIPTION = (
     "Your id for this action (a UUID). Send one to make retries safe: an action with an id "
     "already recorded is a `duplicate`, even if its other fields differ. Without one, an "
-    "action with the same title, type, time and rating as a recorded one is the duplicate."
+    "action with the same title, type, time (to the whole second) and rating as a recorded "
+    "one is the duplicate."
 )
 
 
