@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-import weakref
 from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import Any
 
@@ -90,11 +89,6 @@ class EventStore:
         self.poll_interval = poll_interval
         self._reader: SafeReader = reader or SnapshotXminReader()
         self._notifier = Notifier(pool, channel=channel)
-        # A lock per stream being appended to right now (held only by the appends waiting on
-        # it: a stream nobody appends to has none).
-        self._stream_locks: weakref.WeakValueDictionary[str, asyncio.Lock] = (
-            weakref.WeakValueDictionary()
-        )
 
     async def __aenter__(self) -> EventStore:
         self._notifier.start()
@@ -170,15 +164,7 @@ class EventStore:
         """Run a writing query: alone, retried in new transactions, then waking readers; or
         in the caller's transaction, where a lost race can only be reported."""
         if conn is None:
-            # Appends to one stream in this process go one at a time: racing, all but one
-            # would lose on the stream's next version and retry, and under a burst (16
-            # writers of one account) one could lose every try. Other processes' appends
-            # still race, and are retried.
-            lock = self._stream_locks.get(stream)
-            if lock is None:
-                lock = self._stream_locks[stream] = asyncio.Lock()
-            async with lock:
-                rows = await self._retrying(query, args)
+            rows = await self._retrying(query, args)
             self._notifier.poke()
             return rows
         try:
