@@ -561,3 +561,19 @@ async def test_a_servers_echo_of_an_action_made_with_a_client_id_is_a_duplicate(
     assert len(history) == 1
     nothing, _ = await pull(client, "srv-a", srv, cursor)
     assert nothing == []
+
+
+async def test_a_server_event_with_more_than_eight_ids_is_422(
+    client: TestClient[Any, Any],
+) -> None:
+    owner, server = await setup_owner_with_server(client, "ann", "srv-a")
+    await sync(client, owner, True)
+    ids = [f"tmdb://movie/{n}" for n in range(1, 10)]
+    event = {"account": "ann", "type": "watched", "guid": "tmdb://movie/550", "at": t(1)}
+    response = await client.post(
+        "/v1/servers/srv-a/events", json={"events": [{**event, "ids": ids}]}, headers=server
+    )
+    body = await problem(response, 422, "invalid_request")
+    assert body["errors"][0]["field"].endswith("ids")
+    [eight] = await send(client, "srv-a", server, {**event, "ids": ids[:8]})
+    assert eight["status"] == "recorded"
