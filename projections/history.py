@@ -1,5 +1,7 @@
 """The watch history projection: every watched and unwatched record of each account, late
-ones included (product rule 6); a baseline record only starts a title's history (rule 7)."""
+ones included (product rule 6). Baseline records are kept flagged: one counts only as the first
+record of its title (rule 7), which the reads decide over the title as the account's ids link
+it then (rule 1b; ``projections/sql/queries.sql``)."""
 
 from __future__ import annotations
 
@@ -32,9 +34,9 @@ def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list
         guid_kind(event.guid),
         event.event_type,
         event.at,
+        event.baseline,
     )
-    query = QUERIES["history_baseline"] if event.baseline else QUERIES["history_record"]
-    return [Op(query, args)]
+    return [Op(QUERIES["history_record"], args)]
 
 
 class WatchHistoryProjection:

@@ -39,7 +39,7 @@ from .protocol import Op, Slice
 
 QUERIES = load_queries("projections", "sql/state.sql")
 
-TABLES = ("watch_state", "sync_accounts", "sync_access")
+TABLES = ("watch_state", "title_ids", "sync_accounts", "sync_access")
 
 
 @singledispatch
@@ -52,7 +52,7 @@ def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list
     check_stored(recorded, "watch")
     args = (
         account,
-        event.guid,
+        [event.guid, *event.ids],
         guid_kind(event.guid),
         isinstance(event, Watched),
         event.at,
@@ -67,7 +67,7 @@ def _(event: WatchStateKept, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
     args = (
         account,
-        event.guid,
+        [event.guid, *event.ids],
         guid_kind(event.guid),
         event.watched,
         event.at,
@@ -83,7 +83,7 @@ def _(event: Rated | Unrated, account: str, recorded: RecordedEvent) -> list[Op]
     rating = event.rating if isinstance(event, Rated) else None
     args = (
         account,
-        event.guid,
+        [event.guid, *event.ids],
         guid_kind(event.guid),
         rating,
         event.at,
@@ -140,11 +140,13 @@ class WatchStateProjection:
 
     def rebuild(self, part: Slice) -> Sequence[Op]:
         # The cut first (a state deletion in the slice forgets what earlier slices gave), then
-        # the folds, each of which leaves out what precedes the slice's last deletion.
+        # the links (so the folds find every event's title), then the folds, each of which
+        # leaves out what precedes the slice's last deletion.
         return [
             Op(QUERIES[name], part.args)
             for name in (
                 "rebuild_state_cut",
+                "rebuild_title_links",
                 "rebuild_state_watch",
                 "rebuild_state_rate",
                 "rebuild_state_accounts",

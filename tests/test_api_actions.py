@@ -131,8 +131,13 @@ async def test_titles_named_by_any_id_form_are_recorded_with_their_ids(
     ]
     await settle(client)
     state = (await (await client.get("/v1/me/state", headers=ann)).json())["items"]
-    kinds = {item["guid"] for item in state}
-    assert "tvdb://show/81189/s1e1" in kinds
+    # Each title under the first of its ids in shown order, listing them all.
+    assert sorted((item["guid"], item["ids"]) for item in state) == [
+        ("imdb://movie/tt0111161", ["imdb://movie/tt0111161", "tmdb://movie/278"]),
+        (MOVIE, [MOVIE, "imdb://movie/tt0080684"]),
+        ("tmdb://show/1396", ["tmdb://show/1396"]),
+        ("tvdb://episode/349232", ["tvdb://episode/349232", "tvdb://show/81189/s1e1"]),
+    ]
     profile = await (await client.get("/v1/me", headers=ann)).json()
     assert profile["counts"] == {"movies": 2, "episodes": 1}
 

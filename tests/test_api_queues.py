@@ -23,6 +23,7 @@ def state_change(account: str, guid: str, **fields: Any) -> dict[str, Any]:
         "kind": "state",
         "account": account,
         "guid": guid,
+        "ids": [guid],
         "watched": None,
         "watched_at": None,
         "rating": None,

@@ -100,6 +100,7 @@ async def test_ratings_follow_last_writer_wins_separately_from_watching(
     state = await state_of(client, ann, MOVIE)
     assert state == {
         "guid": MOVIE,
+        "ids": [MOVIE],
         "watched": True,
         "watched_at": t(1),
         "rating": 9,

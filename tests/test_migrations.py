@@ -28,6 +28,7 @@ ALL_MIGRATIONS = [
     "projections/0004_dead_letters",
     "projections/0005_state_recorded_at",
     "projections/0006_friends_and_activity",
+    "projections/0007_title_ids",
     "services/0001_service_secrets",
     "services/0002_servers",
     "services/0003_account_snapshots",
@@ -211,6 +212,7 @@ async def test_shares_recorded_before_consent_lose_their_access_on_upgrade(
             "projections/0004_dead_letters",
             "projections/0005_state_recorded_at",
             "projections/0006_friends_and_activity",
+            "projections/0007_title_ids",
             "services/0003_account_snapshots",
         ]
         access = await pool.fetch("SELECT account_id, server_id FROM sync_access")

@@ -42,6 +42,7 @@ from tests.servers import grant, register, send, setup_owner_with_server, sync
 # Every table a projection owns, in a stable order, for comparing whole databases.
 TABLES = {
     "watch_state": "account_id, guid",
+    "title_ids": "account_id, id",
     "sync_accounts": "account_id",
     "sync_access": "account_id, server_id",
     "watch_history": "account_id, position",
@@ -49,6 +50,10 @@ TABLES = {
     "activity": "account_id, position",
     "activity_profiles": "account_id",
 }
+
+IMDB = "imdb://movie/tt0111161"
+TMDB = "tmdb://movie/278"
+TVDB = "tvdb://movie/190"
 
 
 async def dump(pool: asyncpg.Pool[Any]) -> dict[str, list[tuple[Any, ...]]]:
@@ -97,6 +102,11 @@ async def served(make_client: Callable[..., Any], database_url: str) -> TestClie
         {"account": "bob", "type": "watched", "guid": MOVIE_2, "at": t(6)},
         {"account": "bob", "type": "watched", "guid": MOVIE, "at": t(7)},
         {"account": "bob", "type": "watched", "guid": MOVIE, "at": t(1), "baseline": True},
+        # Titles named by several ids, linked and merged across slices (rule 1b).
+        {"account": "bob", "type": "watched", "guid": IMDB, "at": t(2)},
+        {"account": "bob", "type": "rated", "guid": TMDB, "at": t(3), "rating": 6},
+        {"account": "bob", "type": "unwatched", "guid": TVDB, "ids": [TMDB], "at": t(4)},
+        {"account": "bob", "type": "watched", "guid": MOVIE_2, "ids": [IMDB, TVDB], "at": t(0)},
     )
     await register(client, bob, "srv-b")
     await settle(client)
@@ -113,6 +123,7 @@ async def test_a_replay_gives_back_exactly_the_live_projections(
 ) -> None:
     before = await dump(pool)
     assert before["watch_history"]
+    assert before["title_ids"]
     assert before["sync_access"]
     assert before["activity"]
     assert before["friend_requests"]
@@ -168,7 +179,7 @@ async def test_verify_finds_a_tampered_row_and_names_the_account(
 
     assert not report.ok
     found = {(d.table, d.only_live, d.only_rebuilt, tuple(d.accounts)) for d in report.differences}
-    assert found == {("watch_state", 1, 1, ("ann",)), ("watch_history", 0, 3, ("bob",))}
+    assert found == {("watch_state", 1, 1, ("ann",)), ("watch_history", 0, 7, ("bob",))}
     # Verify changes nothing; a replay repairs.
     assert not (await verify(conn, all_projections())).ok
     await replay(conn, all_projections())

@@ -49,7 +49,7 @@ async def test_replay_verify_and_a_point_in_time_copy(
 
     assert await run(monkeypatch, database_url, "verify") == 0
     [summary] = [r["summary"] for r in _records(capsys.readouterr().err) if "summary" in r]
-    assert summary.startswith("verified 7 tables: no differences")
+    assert summary.startswith("verified 8 tables: no differences")
 
     position = str(first["position"])
     args = ("replay", "--until-position", position, "--into", "before_ann_changed")
@@ -62,7 +62,7 @@ async def test_replay_verify_and_a_point_in_time_copy(
     assert await run(monkeypatch, database_url, "verify", "--projection", "watch_state") == 1
     lines = [r["summary"] for r in _records(capsys.readouterr().err) if "summary" in r]
     assert lines == [
-        "differences in 1 of 3 tables:",
+        "differences in 1 of 4 tables:",
         "  watch_state.watch_state: 1 rows only in the live table, 1 only in the rebuild;"
         " accounts: ann",
     ]

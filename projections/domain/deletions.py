@@ -7,7 +7,8 @@ tombstone in the same transaction; the projections, meeting it, rebuild the acco
 the log still holds, so a replay gives what the live projections show.
 
 * **History**: every watched and unwatched record goes. The state they decided does not
-  change: it is carried past the deletion as one :class:`WatchStateKept` per title, appended
+  change: it is carried past the deletion as one :class:`WatchStateKept` per id the records
+  named their titles by (with the other ids they listed, so their links stay), appended
   just before the tombstone (a state, not a record: it adds no history, counts nothing, and
   reaches no feed and no server). States kept by an earlier deletion are replaced by these.
 * **State & ratings**: allowed only while sync is off. Every rating event and every kept state
@@ -35,6 +36,7 @@ from .events import (
     WatchStateKept,
     registry,
 )
+from .titles import TitleLinks, shown_order
 
 
 class SyncEnabled(DomainError):
@@ -102,12 +104,15 @@ def delete_history(events: Sequence[RecordedEvent]) -> Deletion:
     """Rule 10, over every event of the account's watch stream."""
     purge: list[int] = []
     deciding: dict[str, _Deciding] = {}
+    linked: dict[str, set[str]] = {}  # each guid's other ids, as the purged events listed them
     records = 0
     for recorded, event, after_cut in _decoded(events):
         if recorded.type in _HISTORY:
             records += 1
         if recorded.type in _HISTORY or recorded.type == WatchStateKept.event_type:
             purge.append(recorded.position)
+            if isinstance(event, Watched | Unwatched | WatchStateKept):
+                linked.setdefault(event.guid, set()).update(event.ids)
         if isinstance(event, Watched | Unwatched):
             candidate = _Deciding(
                 event.at, recorded.position, isinstance(event, Watched), recorded.recorded_at
@@ -122,7 +127,13 @@ def delete_history(events: Sequence[RecordedEvent]) -> Deletion:
         if current is None or (candidate.at, candidate.position) > (current.at, current.position):
             deciding[event.guid] = candidate
     kept: list[Event] = [
-        WatchStateKept(guid=guid, watched=d.watched, at=d.at, recorded_at=d.recorded_at)
+        WatchStateKept(
+            guid=guid,
+            watched=d.watched,
+            at=d.at,
+            recorded_at=d.recorded_at,
+            ids=tuple(shown_order(linked.get(guid, set()) - {guid})),
+        )
         for guid, d in sorted(deciding.items())
     ]
     return Deletion(purge, kept, HistoryDeleted(), records)
@@ -136,9 +147,12 @@ def delete_state(account: Account, events: Sequence[RecordedEvent]) -> Deletion:
     purge: list[int] = []
     watched: set[str] = set()
     rating: dict[str, tuple[datetime, int, bool]] = {}
+    links = TitleLinks()
     for recorded, event, after_cut in _decoded(events):
         if recorded.type in _STATE:
             purge.append(recorded.position)
+        if event is not None:
+            links.link(event.guid, *event.ids)
         if not after_cut:
             continue
         if isinstance(event, Watched | Unwatched | WatchStateKept):
@@ -147,5 +161,6 @@ def delete_state(account: Account, events: Sequence[RecordedEvent]) -> Deletion:
             latest = rating.get(event.guid)
             if latest is None or (event.at, recorded.position) > latest[:2]:
                 rating[event.guid] = (event.at, recorded.position, isinstance(event, Rated))
-    titles = watched | {guid for guid, (_, _, rated) in rating.items() if rated}
-    return Deletion(purge, [], StateDeleted(), len(titles))
+    # A title may have been named by several ids (rule 1b): it counts once.
+    named = watched | {guid for guid, (_, _, rated) in rating.items() if rated}
+    return Deletion(purge, [], StateDeleted(), len({links.title(guid) for guid in named}))

@@ -241,18 +241,21 @@ class StateDeleted(Event, frozen=True):
 
 
 @registry.register
-class WatchStateKept(Event, frozen=True):
+class WatchStateKept(Event, frozen=True, omit_defaults=True):
     """A title's watch state, carried across a history deletion: rule 10 removes every watched
     and unwatched record but keeps the state they decided. Appended just before the tombstone,
-    one per title, with the deciding record's ``at`` (still last-writer-wins against later
-    actions) and the time it was recorded (the state's ``updated_at``). Not history: it adds no
-    history record, counts nothing, and reaches no feed and no server."""
+    one per id the records named their titles by, with the deciding record's ``at`` (still
+    last-writer-wins against later actions) and the time it was recorded (the state's
+    ``updated_at``), and every other id those records listed (``ids``), so the links they made
+    (rule 1b) outlive them. Not history: it adds no history record, counts nothing, and reaches
+    no feed and no server."""
 
     event_type: ClassVar[str] = "watch_state_kept"
     guid: str
     watched: bool
     at: datetime
     recorded_at: datetime
+    ids: tuple[str, ...] = ()
 
 
 TOMBSTONES: frozenset[str] = frozenset({HistoryDeleted.event_type, StateDeleted.event_type})

@@ -76,6 +76,15 @@ def _parse_simple(text: str) -> tuple[TitleKind, str] | None:
     return None
 
 
+def lookup_id(text: str) -> str:
+    """An id as a lookup finds it: normalised if it is of a synced form, else as it is (and
+    then it names no title)."""
+    try:
+        return parse_id(text)[1]
+    except GuidRejected:
+        return text
+
+
 class TitleIds(NamedTuple):
     """The ids an action names its title by, checked and normalised."""
 
@@ -109,7 +118,10 @@ def id_rank(normalised: str) -> tuple[int, str]:
     """Where a normalised id goes among a title's ids (smallest first)."""
     if _NUMBERED.fullmatch(normalised):
         return _NUMBERED_RANK, normalised
-    return SCHEMES.index(normalised.split(":", 1)[0]), normalised
+    scheme = normalised.split(":", 1)[0]
+    # An id of no known scheme (a stored event the API would not take) goes last.
+    rank = SCHEMES.index(scheme) if scheme in SCHEMES else _NUMBERED_RANK + 1
+    return rank, normalised
 
 
 def guid_kind(guid: str) -> TitleKind:
@@ -118,3 +130,32 @@ def guid_kind(guid: str) -> TitleKind:
     if _NUMBERED.fullmatch(guid):
         return "episode"
     return cast(TitleKind, guid.split("/", 3)[2])
+
+
+class TitleLinks:
+    """One account's titles as its actions link their ids (rule 1b): ids that come together
+    name one title, and titles sharing an id are one (a union-find). The projections keep the
+    same links in the database; this is for decisions over an account's events in Python."""
+
+    def __init__(self) -> None:
+        self._parent: dict[str, str] = {}
+
+    def link(self, *ids: str) -> None:
+        """The ids name one title."""
+        roots = {self._root(one) for one in ids}
+        if len(roots) > 1:
+            first = min(roots, key=id_rank)
+            for root in roots:
+                self._parent[root] = first
+
+    def title(self, one: str) -> str:
+        """The guid of the title ``one`` names: the first of its ids in shown order."""
+        return self._root(one)
+
+    def _root(self, one: str) -> str:
+        parent = self._parent.setdefault(one, one)
+        if parent == one:
+            return one
+        root = self._root(parent)
+        self._parent[one] = root
+        return root

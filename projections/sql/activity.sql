@@ -3,6 +3,8 @@
 -- and the feeds read from it.
 -- It owns activity (each account's watched and rated actions: never unwatched, unrated or
 -- baseline records) and activity_profiles (each account's visibility, applied when read).
+-- A row keeps the id its action named the title by; the feeds show the title's guid as the
+-- actor's ids link it when read (title_of, rule 1b).
 
 -- activity_add --
 -- A watched or rated action: $1 account, $2 position, $3 transaction id, $4 event id, $5 type, $6 guid, $7 rating (null: watched), $8 at
@@ -35,6 +37,7 @@ WHERE ($1::text IS NULL OR e.account_id = $1)
   AND e.category = 'watch' AND e.schema_version = 1
   AND e.type IN ('watched', 'rated')
   AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')))
   AND CASE WHEN e.type <> 'rated' THEN true
            WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
            ELSE false END
@@ -77,6 +80,7 @@ WHERE ($1::text IS NULL OR e.account_id = $1)
       ELSE
           e.category = 'watch' AND e.schema_version = 1
           AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')))
           AND CASE WHEN e.type <> 'rated' THEN true
                    WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
                    ELSE false END
@@ -96,7 +100,8 @@ WHERE p.account_id = $1;
 
 -- activity_page --
 -- One account's activity, newest first, before a key: $1 account, $2 before at, $3 before position, $4 limit
-SELECT account_id, position, transaction_id, event_id, type, guid, rating, at
+SELECT account_id, position, transaction_id, event_id, type, title_of(account_id, guid) AS guid,
+       rating, at
 FROM activity
 WHERE account_id = $1 AND (at, position) < ($2, $3)
 ORDER BY at DESC, position DESC
@@ -117,8 +122,8 @@ WITH legs AS (
                 ELSE $4::integer END AS k
     FROM legs
 )
-SELECT a.account_id, a.position, a.transaction_id, a.event_id, a.type, a.guid, a.rating, a.at,
-       share.k
+SELECT a.account_id, a.position, a.transaction_id, a.event_id, a.type,
+       title_of(a.account_id, a.guid) AS guid, a.rating, a.at, share.k
 FROM legs
 CROSS JOIN share
 CROSS JOIN LATERAL (
@@ -131,7 +136,8 @@ CROSS JOIN LATERAL (
 
 -- feed_after_many --
 -- New activity for streams, one statement for many (the streams one action woke), each row tagged with its stream's ordinal: for each, in the order the projection applied it (the log's tailing order), after a log cursor and up to another, of the viewer's friends who let friends see it, now: $1 viewers, $2 after transaction ids, $3 after positions, $4 through transaction ids (null: no bound), $5 through positions, $6 limit each
-SELECT r.i, x.account_id, x.position, x.transaction_id, x.event_id, x.type, x.guid, x.rating, x.at
+SELECT r.i, x.account_id, x.position, x.transaction_id, x.event_id, x.type,
+       title_of(x.account_id, x.guid) AS guid, x.rating, x.at
 FROM unnest($1::text[], $2::xid8[], $3::bigint[], $4::xid8[], $5::bigint[])
      WITH ORDINALITY AS r(viewer, after_xid, after_pos, through_xid, through_pos, i)
 CROSS JOIN LATERAL (

@@ -3,16 +3,9 @@
 -- It owns watch_history.
 
 -- history_record --
--- Record a watched/unwatched action in the history: $1 account, $2 position, $3 event id, $4 guid, $5 kind, $6 type, $7 at
-INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT DO NOTHING;
-
--- history_baseline --
--- Record a baseline watched/unwatched record, only if the account has no history for the title yet: $1 account, $2 position, $3 event id, $4 guid, $5 kind, $6 type, $7 at
-INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at)
-SELECT $1, $2, $3, $4, $5, $6, $7
-WHERE NOT EXISTS (SELECT 1 FROM watch_history h WHERE h.account_id = $1 AND h.guid = $4)
+-- Record a watched/unwatched action in the history (a baseline record flagged: the reads count it only as its title's first record): $1 account, $2 position, $3 event id, $4 guid, $5 kind, $6 type, $7 at, $8 baseline
+INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at, baseline)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING;
 
 -- rebuild_history_cut --
@@ -31,7 +24,7 @@ USING (
 WHERE h.account_id = d.account_id;
 
 -- rebuild_history --
--- Record the slice's watch records after the account's last history deletion in it; a baseline record only when it is the first of its title (and the title has no history yet): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+-- Record the slice's watch records after the account's last history deletion in it, baseline records flagged: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
 WITH cut AS (
     SELECT DISTINCT ON (e.account_id) e.account_id, e.transaction_id, e.position
     FROM events e
@@ -45,9 +38,7 @@ WITH cut AS (
 ),
 records AS (
     SELECT e.account_id, e.position, e.event_id, e.data ->> 'guid' AS guid, e.type, e.data,
-           coalesce((e.data ->> 'baseline')::boolean, false) AS baseline,
-           row_number() OVER (PARTITION BY e.account_id, e.data ->> 'guid'
-                              ORDER BY e.transaction_id, e.position) AS nth
+           coalesce((e.data ->> 'baseline')::boolean, false) AS baseline
     FROM events e
     LEFT JOIN cut c ON c.account_id = e.account_id
     WHERE ($1::text IS NULL OR e.account_id = $1)
@@ -58,16 +49,13 @@ records AS (
       AND e.category = 'watch' AND e.schema_version = 1
       AND e.type IN ('watched', 'unwatched')
       AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')))
       AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
 )
-INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at)
+INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at, baseline)
 SELECT r.account_id, r.position, r.event_id, r.guid, CASE WHEN r.guid ~ '/s[0-9]+e[0-9]+$' THEN 'episode' ELSE split_part(r.guid, '/', 3) END, r.type,
-       (r.data ->> 'at')::timestamptz
+       (r.data ->> 'at')::timestamptz, r.baseline
 FROM records r
-WHERE NOT r.baseline
-   OR (r.nth = 1
-       AND NOT EXISTS (SELECT 1 FROM watch_history h
-                       WHERE h.account_id = r.account_id AND h.guid = r.guid))
 ON CONFLICT DO NOTHING;
 
 -- rebuild_history_skipped --
@@ -82,6 +70,7 @@ WHERE ($1::text IS NULL OR e.account_id = $1)
   AND e.category IN ('account', 'watch')
   AND e.type IN ('watched', 'unwatched')
   AND NOT coalesce(
-      e.category = 'watch' AND e.schema_version = 1 AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean'),
+      e.category = 'watch' AND e.schema_version = 1 AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")'))),
       false)
 ORDER BY e.transaction_id, e.position;

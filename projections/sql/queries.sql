@@ -46,8 +46,9 @@ ON CONFLICT DO NOTHING;
 SELECT count(*) FROM projection_dead_letters WHERE projection = $1;
 
 -- state_page --
--- One page of an account's state in GUID order: $1 account, $2 after guid, $3 watched filter (null: any), $4 kind (null: any), $5 updated after (null: any), $6 limit
-SELECT guid, coalesce(watched, false) AS watched, watched_at, rating, rated_at, updated_at
+-- One page of an account's state in title order (each title under its guid, with all its ids): $1 account, $2 after guid, $3 watched filter (null: any), $4 kind (null: any), $5 updated after (null: any), $6 limit
+SELECT guid, title_ids_of(account_id, guid) AS ids, coalesce(watched, false) AS watched,
+       watched_at, rating, rated_at, updated_at
 FROM watch_state
 WHERE account_id = $1 AND guid > $2
   AND (watch_position IS NOT NULL OR rating IS NOT NULL)
@@ -58,19 +59,27 @@ ORDER BY guid
 LIMIT $6;
 
 -- state_one --
--- One title's state: $1 account, $2 guid
-SELECT guid, coalesce(watched, false) AS watched, watched_at, rating, rated_at, updated_at
+-- One title's state, found by any of its ids: $1 account, $2 id
+SELECT guid, title_ids_of(account_id, guid) AS ids, coalesce(watched, false) AS watched,
+       watched_at, rating, rated_at, updated_at
 FROM watch_state
-WHERE account_id = $1 AND guid = $2 AND (watch_position IS NOT NULL OR rating IS NOT NULL);
+WHERE account_id = $1 AND guid = title_of($1, $2)
+  AND (watch_position IS NOT NULL OR rating IS NOT NULL);
 
 -- history_page --
--- One page of an account's history, newest first, after a (at, position) cursor: $1 account, $2 guid (null: all), $3 before at, $4 before position, $5 limit
-SELECT event_id, guid, type, at, position
-FROM watch_history
-WHERE account_id = $1
-  AND ($2::text IS NULL OR guid = $2)
-  AND (at, position) < ($3, $4)
-ORDER BY at DESC, position DESC
+-- One page of an account's history, newest first, after a (at, position) cursor, each record under its title's guid; a baseline record counts only as the first record of its title (rule 7), the title as the account's ids link it now (rule 1b): $1 account, $2 any id of a title (null: all titles), $3 before at, $4 before position, $5 limit
+SELECT h.event_id, coalesce(t.title, h.guid) AS guid, h.type, h.at, h.position
+FROM watch_history h
+LEFT JOIN title_ids t ON t.account_id = h.account_id AND t.id = h.guid
+WHERE h.account_id = $1
+  AND ($2::text IS NULL OR h.guid = ANY (title_ids_of($1, title_of($1, $2))))
+  AND (h.at, h.position) < ($3, $4)
+  AND (NOT h.baseline OR NOT EXISTS (
+      SELECT 1 FROM watch_history f
+      WHERE f.account_id = h.account_id
+        AND f.guid = ANY (title_ids_of(h.account_id, coalesce(t.title, h.guid)))
+        AND f.position < h.position))
+ORDER BY h.at DESC, h.position DESC
 LIMIT $5;
 
 -- server_accounts --
@@ -78,11 +87,18 @@ LIMIT $5;
 SELECT account_id FROM sync_access WHERE server_id = $1;
 
 -- profile_counts --
--- Distinct movies and episodes with a watched record in the history: $1 account
-SELECT count(DISTINCT guid) FILTER (WHERE kind = 'movie') AS movies,
-       count(DISTINCT guid) FILTER (WHERE kind = 'episode') AS episodes
-FROM watch_history
-WHERE account_id = $1 AND type = 'watched';
+-- Distinct movies and episodes with a watched record in the history, a title counted once whichever of its ids its records used; a baseline record counts only as its title's first record: $1 account
+WITH records AS (
+    SELECT coalesce(t.title, h.guid) AS title, h.kind, h.type, h.baseline, h.position,
+           min(h.position) OVER (PARTITION BY coalesce(t.title, h.guid)) AS first
+    FROM watch_history h
+    LEFT JOIN title_ids t ON t.account_id = h.account_id AND t.id = h.guid
+    WHERE h.account_id = $1
+)
+SELECT count(DISTINCT title) FILTER (WHERE kind = 'movie') AS movies,
+       count(DISTINCT title) FILTER (WHERE kind = 'episode') AS episodes
+FROM records
+WHERE type = 'watched' AND (NOT baseline OR position = first);
 
 -- projection_status --
 -- Every projection's checkpoint and the log's head: no parameters

@@ -32,8 +32,9 @@ ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq
 DELETE FROM sync_queue WHERE server_id = $1 AND seq <= $2;
 
 -- queue_pending --
--- A server's pending changes after a cursor, with each title's current state: $1 server, $2 after sequence number, $3 limit
+-- A server's pending changes after a cursor, with each title's ids and current state: $1 server, $2 after sequence number, $3 limit
 SELECT q.seq, q.kind, q.account_id, q.guid,
+       CASE q.kind WHEN 'state' THEN title_ids_of(q.account_id, q.guid) END AS ids,
        CASE WHEN w.watch_position IS NULL THEN NULL ELSE coalesce(w.watched, false) END AS watched,
        w.watched_at, w.rating, w.rated_at
 FROM sync_queue q

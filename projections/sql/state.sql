@@ -9,64 +9,16 @@
 -- it, or the database refuses its values) is left out here too, instead of failing the rebuild.
 
 -- state_watch --
--- Fold a watched/unwatched action into the state if it is the latest by (at, position), and queue the new state for every server of the account while sync is on: $1 account, $2 guid, $3 kind, $4 watched, $5 at, $6 position, $7 recorded at
-WITH changed AS (
-    INSERT INTO watch_state AS s
-        (account_id, guid, kind, watched, watched_at, watch_position, watch_recorded_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-    ON CONFLICT (account_id, guid) DO UPDATE
-    SET watched = excluded.watched,
-        watched_at = excluded.watched_at,
-        watch_position = excluded.watch_position,
-        watch_recorded_at = excluded.watch_recorded_at,
-        updated_at = greatest(excluded.watch_recorded_at, s.rate_recorded_at)
-    WHERE s.watch_position IS NULL
-       OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position)
-    RETURNING s.account_id, s.guid
-)
-INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
-SELECT c.account_id, a.server_id, 'state', c.guid, nextval('sync_queue_seq')
-FROM changed c
-JOIN sync_accounts sa ON sa.account_id = c.account_id AND sa.sync_enabled
-JOIN sync_access a ON a.account_id = c.account_id
-ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+-- Fold a watched/unwatched action into its title's state if it is the latest by (at, position), linking the action's ids first (title_link), and queue the new state for every server of the account while sync is on: $1 account, $2 the action's ids (its guid first), $3 kind, $4 watched, $5 at, $6 position, $7 recorded at
+SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7, true);
 
 -- state_keep --
--- Fold a watch state carried across a history deletion: like state_watch, but it queues nothing (the state did not change, and a deletion sends nothing to servers): $1 account, $2 guid, $3 kind, $4 watched, $5 at, $6 position, $7 when the deciding record was recorded
-INSERT INTO watch_state AS s
-    (account_id, guid, kind, watched, watched_at, watch_position, watch_recorded_at, updated_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-ON CONFLICT (account_id, guid) DO UPDATE
-SET watched = excluded.watched,
-    watched_at = excluded.watched_at,
-    watch_position = excluded.watch_position,
-    watch_recorded_at = excluded.watch_recorded_at,
-    updated_at = greatest(excluded.watch_recorded_at, s.rate_recorded_at)
-WHERE s.watch_position IS NULL
-   OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position);
+-- Fold a watch state carried across a history deletion: like state_watch, but it queues nothing (the state did not change, and a deletion sends nothing to servers): $1 account, $2 the title's ids (its guid first), $3 kind, $4 watched, $5 at, $6 position, $7 when the deciding record was recorded
+SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7, false);
 
 -- state_rate --
--- Fold a rated/unrated action (rating null: unrated) into the state if it is the latest by (at, position), and queue it like state_watch: $1 account, $2 guid, $3 kind, $4 rating, $5 at, $6 position, $7 recorded at
-WITH changed AS (
-    INSERT INTO watch_state AS s
-        (account_id, guid, kind, rating, rated_at, rate_position, rate_recorded_at, updated_at)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $7)
-    ON CONFLICT (account_id, guid) DO UPDATE
-    SET rating = excluded.rating,
-        rated_at = excluded.rated_at,
-        rate_position = excluded.rate_position,
-        rate_recorded_at = excluded.rate_recorded_at,
-        updated_at = greatest(s.watch_recorded_at, excluded.rate_recorded_at)
-    WHERE s.rate_position IS NULL
-       OR (excluded.rated_at, excluded.rate_position) > (s.rated_at, s.rate_position)
-    RETURNING s.account_id, s.guid
-)
-INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
-SELECT c.account_id, a.server_id, 'state', c.guid, nextval('sync_queue_seq')
-FROM changed c
-JOIN sync_accounts sa ON sa.account_id = c.account_id AND sa.sync_enabled
-JOIN sync_access a ON a.account_id = c.account_id
-ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+-- Fold a rated/unrated action (rating null: unrated) into its title's state like state_watch: $1 account, $2 the action's ids (its guid first), $3 kind, $4 rating, $5 at, $6 position, $7 recorded at
+SELECT state_put_rate($1, title_link($1, $2::text[], true), $3, $4::smallint, $5, $6, $7, true);
 
 -- account_add --
 -- A new account, sync off: $1 account
@@ -99,8 +51,33 @@ USING (
 ) d
 WHERE s.account_id = d.account_id;
 
+-- rebuild_title_links --
+-- Link the ids of the slice's actions that name their title by more than one (title_link, leaving the queues alone), every distinct set of ids once: links are a union, so their order does not matter. Before a state deletion too: the watch records it leaves stay in the log, and the ratings it purged are gone from it: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+SELECT count(title_link(l.account_id, l.ids, false))
+FROM (
+    SELECT DISTINCT e.account_id,
+           ARRAY[e.data ->> 'guid'] || ARRAY(SELECT jsonb_array_elements_text(e.data -> 'ids')) AS ids
+    FROM events e
+    WHERE ($1::text IS NULL OR e.account_id = $1)
+      AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
+      AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
+      AND ($6::bigint IS NULL OR e.position <= $6)
+      AND ($7::timestamptz IS NULL OR e.recorded_at <= $7)
+      AND e.category = 'watch' AND e.schema_version = 1
+      AND e.type IN ('watched', 'unwatched', 'watch_state_kept', 'rated', 'unrated')
+      AND jsonb_typeof(e.data -> 'ids') = 'array' AND jsonb_array_length(e.data -> 'ids') > 0
+      AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')
+      AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND CASE WHEN e.type <> 'rated' THEN true
+               WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
+               ELSE false END
+      AND (e.type <> 'watch_state_kept' OR (
+               jsonb_typeof(e.data -> 'watched') = 'boolean'
+               AND e.data ->> 'recorded_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$'))
+) l;
+
 -- rebuild_state_watch --
--- Fold the slice's watch records (and watch states kept across history deletions) after the account's last state deletion in it: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+-- Fold the slice's watch records (and watch states kept across history deletions) after the account's last state deletion in it, by title (after rebuild_title_links): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
 WITH cut AS (
     SELECT DISTINCT ON (e.account_id) e.account_id, e.transaction_id, e.position
     FROM events e
@@ -113,10 +90,12 @@ WITH cut AS (
     ORDER BY e.account_id, e.transaction_id DESC, e.position DESC
 ),
 latest AS (
-    SELECT DISTINCT ON (e.account_id, e.data ->> 'guid')
-           e.account_id, e.data ->> 'guid' AS guid, e.type, e.data, e.position, e.recorded_at
+    SELECT DISTINCT ON (e.account_id, coalesce(t.title, e.data ->> 'guid'))
+           e.account_id, coalesce(t.title, e.data ->> 'guid') AS guid, e.type, e.data, e.position,
+           e.recorded_at
     FROM events e
     LEFT JOIN cut c ON c.account_id = e.account_id
+    LEFT JOIN title_ids t ON t.account_id = e.account_id AND t.id = e.data ->> 'guid'
     WHERE ($1::text IS NULL OR e.account_id = $1)
       AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
       AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
@@ -125,11 +104,13 @@ latest AS (
       AND e.category = 'watch' AND e.schema_version = 1
       AND e.type IN ('watched', 'unwatched', 'watch_state_kept')
       AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')))
       AND (e.type <> 'watch_state_kept' OR (
                jsonb_typeof(e.data -> 'watched') = 'boolean'
                AND e.data ->> 'recorded_at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$'))
       AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
-    ORDER BY e.account_id, e.data ->> 'guid', (e.data ->> 'at')::timestamptz DESC, e.position DESC
+    ORDER BY e.account_id, coalesce(t.title, e.data ->> 'guid'), (e.data ->> 'at')::timestamptz DESC,
+             e.position DESC
 ), folded AS (
     SELECT account_id, guid, CASE WHEN guid ~ '/s[0-9]+e[0-9]+$' THEN 'episode' ELSE split_part(guid, '/', 3) END AS kind,
            CASE type WHEN 'watch_state_kept' THEN (data ->> 'watched')::boolean
@@ -154,7 +135,7 @@ WHERE s.watch_position IS NULL
    OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position);
 
 -- rebuild_state_rate --
--- Fold the slice's ratings after the account's last state deletion in it: $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
+-- Fold the slice's ratings after the account's last state deletion in it, by title (after rebuild_title_links): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
 WITH cut AS (
     SELECT DISTINCT ON (e.account_id) e.account_id, e.transaction_id, e.position
     FROM events e
@@ -167,10 +148,12 @@ WITH cut AS (
     ORDER BY e.account_id, e.transaction_id DESC, e.position DESC
 ),
 latest AS (
-    SELECT DISTINCT ON (e.account_id, e.data ->> 'guid')
-           e.account_id, e.data ->> 'guid' AS guid, e.type, e.data, e.position, e.recorded_at
+    SELECT DISTINCT ON (e.account_id, coalesce(t.title, e.data ->> 'guid'))
+           e.account_id, coalesce(t.title, e.data ->> 'guid') AS guid, e.type, e.data, e.position,
+           e.recorded_at
     FROM events e
     LEFT JOIN cut c ON c.account_id = e.account_id
+    LEFT JOIN title_ids t ON t.account_id = e.account_id AND t.id = e.data ->> 'guid'
     WHERE ($1::text IS NULL OR e.account_id = $1)
       AND (e.transaction_id, e.position) > ($2::xid8, $3::bigint)
       AND (e.transaction_id, e.position) <= ($4::xid8, $5::bigint)
@@ -179,11 +162,13 @@ latest AS (
       AND e.category = 'watch' AND e.schema_version = 1
       AND e.type IN ('rated', 'unrated')
       AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')))
       AND CASE WHEN e.type <> 'rated' THEN true
                WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
                ELSE false END
       AND (c.account_id IS NULL OR (e.transaction_id, e.position) > (c.transaction_id, c.position))
-    ORDER BY e.account_id, e.data ->> 'guid', (e.data ->> 'at')::timestamptz DESC, e.position DESC
+    ORDER BY e.account_id, coalesce(t.title, e.data ->> 'guid'), (e.data ->> 'at')::timestamptz DESC,
+             e.position DESC
 )
 INSERT INTO watch_state AS s
     (account_id, guid, kind, rating, rated_at, rate_position, rate_recorded_at, updated_at)
@@ -264,6 +249,7 @@ WHERE ($1::text IS NULL OR e.account_id = $1)
   AND e.type IN ('watched', 'unwatched', 'watch_state_kept', 'rated', 'unrated')
   AND NOT coalesce(
       e.category = 'watch' AND e.schema_version = 1 AND e.data ->> 'guid' ~ '^[a-z]+://[a-z]+/' AND e.data ->> 'at' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)$' AND (NOT e.data ? 'baseline' OR jsonb_typeof(e.data -> 'baseline') = 'boolean')
+      AND (NOT e.data ? 'ids' OR (jsonb_typeof(e.data -> 'ids') = 'array' AND NOT jsonb_path_exists(e.data -> 'ids', '$[*] ? (@.type() != "string")')))
       AND CASE WHEN e.type <> 'rated' THEN true
                WHEN e.data ->> 'rating' ~ '^-?\d{1,5}$' THEN (e.data ->> 'rating')::integer BETWEEN -32768 AND 32767
                ELSE false END

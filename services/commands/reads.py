@@ -44,7 +44,8 @@ class Counts(msgspec.Struct, frozen=True):
 class TitleState(msgspec.Struct, frozen=True):
     """A title's current watch state and rating for an account."""
 
-    guid: str
+    guid: str  # the title's guid: the first of its ids in shown order (rule 1b)
+    ids: list[str]  # every id of the title, its guid first
     watched: bool
     watched_at: datetime | None
     rating: int | None
@@ -155,6 +156,7 @@ class Reads:
 def _state(row: asyncpg.Record) -> TitleState:
     return TitleState(
         guid=row["guid"],
+        ids=row["ids"],
         watched=row["watched"],
         watched_at=row["watched_at"],
         rating=row["rating"],

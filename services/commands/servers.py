@@ -65,7 +65,8 @@ class StateChange(msgspec.Struct, frozen=True):
     """A title's current state for the account when delivered (all None: no state)."""
 
     account: str
-    guid: str
+    guid: str  # the title's guid (rule 1b)
+    ids: list[str]  # every id of the title, its guid first
     watched: bool | None
     watched_at: datetime | None
     rating: int | None
@@ -285,6 +286,7 @@ def _change(row: asyncpg.Record) -> Change:
     return StateChange(
         account=row["account_id"],
         guid=row["guid"],
+        ids=row["ids"],
         watched=row["watched"],
         watched_at=row["watched_at"],
         rating=row["rating"],

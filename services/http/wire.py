@@ -69,6 +69,12 @@ IDS_DESCRIPTION = (
     "are rejected as `conflicting_ids`."
 )
 MAX_IDS = 8
+SHOWN_GUID_DESCRIPTION = (
+    "The title's id as shown: the first of its `ids` in the order plex, imdb, tmdb, tvdb, "
+    "episode-by-numbers ids, then by text. For this account, ids that came together in one "
+    "action name one title, and titles sharing an id are one."
+)
+TITLE_IDS_DESCRIPTION = "Every id of the title, in that order (`guid` first)."
 CLIENT_ID_DESCRIPTION = (
     "Your id for this action (a UUID). Send one to make retries safe: an action with an id "
     "already recorded is a `duplicate`, even if its other fields differ. Without one, an "
@@ -197,7 +203,8 @@ class Results(msgspec.Struct):
 
 
 class State(msgspec.Struct):
-    guid: str
+    guid: Annotated[str, msgspec.Meta(description=SHOWN_GUID_DESCRIPTION)]
+    ids: Annotated[list[str], msgspec.Meta(description=TITLE_IDS_DESCRIPTION)]
     watched: bool
     watched_at: datetime | None
     rating: int | None
@@ -223,7 +230,13 @@ class StateQuery(msgspec.Struct, forbid_unknown_fields=True):
 
 class HistoryItem(msgspec.Struct):
     id: uuid.UUID
-    guid: str
+    guid: Annotated[
+        str,
+        msgspec.Meta(
+            description="The title's id as shown (see `State.guid`), whichever id the "
+            "action named it by."
+        ),
+    ]
     type: Literal["watched", "unwatched"]
     at: datetime
 
@@ -234,7 +247,10 @@ class HistoryPage(msgspec.Struct):
 
 
 class HistoryQuery(msgspec.Struct, forbid_unknown_fields=True):
-    guid: str | None = None
+    guid: Annotated[
+        str | None,
+        msgspec.Meta(description="Only this title's records: any id of the title."),
+    ] = None
     limit: Limit = 100
     cursor: str | None = None
 
@@ -400,7 +416,8 @@ class StateChange(msgspec.Struct, tag_field="kind", tag="state"):
     """A title's current state for the account when delivered (all null: no state)."""
 
     account: str
-    guid: str
+    guid: Annotated[str, msgspec.Meta(description=SHOWN_GUID_DESCRIPTION)]
+    ids: Annotated[list[str], msgspec.Meta(description=TITLE_IDS_DESCRIPTION)]
     watched: bool | None
     watched_at: datetime | None
     rating: int | None

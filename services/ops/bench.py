@@ -17,6 +17,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from itertools import pairwise
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -262,42 +263,60 @@ async def bench_api(
                     response.raise_for_status()
                     await response.read()
 
-            def action(n: int) -> dict[str, Any]:
-                return {"type": "watched", "guid": f"plex://movie/{n:024x}"}
+            def action(n: int, ids: int) -> dict[str, Any]:
+                """A title new to the account, named by its Plex GUID alone, or with its IMDb,
+                TMDB and TVDB ids too (ids=4: each action links 4 ids, the dearer case)."""
+                named: dict[str, Any] = {"type": "watched", "guid": f"plex://movie/{n:024x}"}
+                if ids == 4:
+                    named["ids"] = [f"imdb://movie/tt{n}", f"tmdb://movie/{n}", f"tvdb://movie/{n}"]
+                return named
 
-            async def singles() -> None:
-                per_client = requests // clients
+            def singles(base: int, ids: int) -> Callable[[], Awaitable[None]]:
+                async def run() -> None:
+                    per_client = requests // clients
 
-                async def client(c: int) -> None:
-                    for i in range(per_client):
-                        await post(tokens[c], [action(c * 1_000_000 + i)])
+                    async def client(c: int) -> None:
+                        for i in range(per_client):
+                            await post(tokens[c], [action(base + c * 1_000_000 + i, ids)])
 
-                await asyncio.gather(*(client(c) for c in range(clients)))
+                    await asyncio.gather(*(client(c) for c in range(clients)))
 
-            async def batched() -> None:
-                todo = list(range(batches))
+                return run
 
-                async def client(c: int) -> None:
-                    while todo:
-                        b = todo.pop()
-                        await post(
-                            tokens[c], [action(50_000_000 + b * batch + i) for i in range(batch)]
-                        )
+            def batched(base: int, ids: int) -> Callable[[], Awaitable[None]]:
+                async def run() -> None:
+                    todo = list(range(batches))
 
-                await asyncio.gather(*(client(c) for c in range(min(clients, 4))))
+                    async def client(c: int) -> None:
+                        while todo:
+                            b = todo.pop()
+                            first = base + b * batch
+                            await post(tokens[c], [action(first + i, ids) for i in range(batch)])
 
-            figures = [
-                await _timed(
-                    f"POST /v1/me/actions, 1 action/request, {clients} clients",
-                    (requests // clients) * clients,
-                    singles,
-                ),
-                await _timed(
-                    f"POST /v1/me/actions, {batch} actions/request, {min(clients, 4)} clients",
-                    batches * batch,
-                    batched,
-                ),
-            ]
+                    await asyncio.gather(*(client(c) for c in range(min(clients, 4))))
+
+                return run
+
+            # Each shape with one id per action, then with four (the same sizes, titles new to
+            # the account in both), so identity's cost is read off one run.
+            figures = []
+            for ids, offset in ((1, 0), (4, 100_000_000)):
+                figures.append(
+                    await _timed(
+                        f"POST /v1/me/actions, 1 action/request, {clients} clients{_ids(ids)}",
+                        (requests // clients) * clients,
+                        singles(offset, ids),
+                    )
+                )
+            for ids, offset in ((1, 50_000_000), (4, 150_000_000)):
+                figures.append(
+                    await _timed(
+                        f"POST /v1/me/actions, {batch} actions/request, "
+                        f"{min(clients, 4)} clients{_ids(ids)}",
+                        batches * batch,
+                        batched(offset, ids),
+                    )
+                )
 
             # The batches leave the projections a backlog; lag is measured from a caught-up
             # state, or its first sample would measure the catch-up instead.
@@ -418,6 +437,17 @@ async def bench_servers(
     return figures, [latency]
 
 
+def _ids(ids: int) -> str:
+    return "" if ids == 1 else f", {ids} ids each"
+
+
+def print_identity_cost(figures: list[Figure]) -> None:
+    """Each 4-id figure's rate against the 1-id figure just before it (issue 10: within 25 %)."""
+    for one, four in pairwise(figures):
+        if four.name == one.name + _ids(4):
+            print(f"{four.name}: {four.rate / one.rate:.0%} of the 1-id rate")
+
+
 def print_latencies(latencies: list[Latency]) -> None:
     print(f"{'latency':52} {'samples':>8} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8}")
     for lat in latencies:
@@ -474,6 +504,7 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             samples=options.samples,
         )
         print_figures("watchledger bench api", figures)
+        print_identity_cost(figures)
         print_latencies(latencies)
     if suite in ("servers", "all"):
         figures, latencies = await bench_servers(

@@ -281,6 +281,7 @@ def _change(change: Change) -> wire.Change:
     return wire.StateChange(
         account=change.account,
         guid=change.guid,
+        ids=change.ids,
         watched=change.watched,
         watched_at=change.watched_at,
         rating=change.rating,

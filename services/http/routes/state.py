@@ -6,6 +6,7 @@ from datetime import datetime
 
 from aiohttp import web
 
+from projections.domain import lookup_id
 from services.commands.reads import TitleState
 from services.http import wire
 from services.http.appkeys import DELETIONS, READS
@@ -57,7 +58,7 @@ async def get_state(ctx: Context[None, wire.StateQuery]) -> web.StreamResponse:
 )
 async def get_state_one(ctx: Context[None, None]) -> web.StreamResponse:
     guid = ctx.request.match_info["guid"]
-    state = await ctx.request.app[READS].state_one(ctx.me.id, guid)
+    state = await ctx.request.app[READS].state_one(ctx.me.id, lookup_id(guid))
     if state is None:
         raise ApiError(404, "not_found", f"no watch state or rating for {guid}")
     return json_response(_state(state))
@@ -77,7 +78,10 @@ async def get_history(ctx: Context[None, wire.HistoryQuery]) -> web.StreamRespon
     query = ctx.query
     before = decode_cursor(query.cursor, tuple[datetime, int]) if query.cursor else None
     page = await ctx.request.app[READS].history_page(
-        ctx.me.id, guid=query.guid, before=before, limit=query.limit
+        ctx.me.id,
+        guid=None if query.guid is None else lookup_id(query.guid),
+        before=before,
+        limit=query.limit,
     )
     items = [wire.HistoryItem(r.event_id, r.guid, r.type, r.at) for r in page.items]
     last = page.items[-1] if page.more else None
@@ -88,6 +92,7 @@ async def get_history(ctx: Context[None, wire.HistoryQuery]) -> web.StreamRespon
 def _state(state: TitleState) -> wire.State:
     return wire.State(
         guid=state.guid,
+        ids=state.ids,
         watched=state.watched,
         watched_at=state.watched_at,
         rating=state.rating,

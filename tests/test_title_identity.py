@@ -1,0 +1,367 @@
+"""One title, many ids, per account (product rule 1b): ids sent together name one title, titles
+sharing an id are one, and a merge decides the state over all the titles' events, whatever the
+order they came in; lookups by any id; links never cross accounts; merged states reach servers
+once, with every id; counts, history, baselines and deletions by title."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import uuid
+from typing import Any
+from urllib.parse import quote
+
+import asyncpg
+from aiohttp.test_utils import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from projections.domain import TitleLinks, lookup_id, shown_order
+from tests.api import MOVIE, MOVIE_2, create_account, post_actions, settle, t
+from tests.servers import pull, send, setup_owner_with_server, sync
+from tests.test_api_state import all_state, state_of
+from tests.test_titles import valid_ids
+
+IMDB = "imdb://movie/tt0111161"
+TMDB = "tmdb://movie/278"
+TVDB = "tvdb://movie/190"
+IMDB_2 = "imdb://movie/tt0068646"
+TMDB_2 = "tmdb://movie/238"
+
+
+def watched(guid: str, at: str, *ids: str) -> dict[str, Any]:
+    return {"type": "watched", "guid": guid, "at": at, **({"ids": list(ids)} if ids else {})}
+
+
+def rated(guid: str, at: str, rating: int, *ids: str) -> dict[str, Any]:
+    return {"type": "rated", "guid": guid, "at": at, "rating": rating, "ids": list(ids)}
+
+
+async def history(
+    client: TestClient[Any, Any], headers: dict[str, str], **query: str
+) -> list[dict[str, Any]]:
+    response = await client.get("/v1/me/history", params=query, headers=headers)
+    assert response.status == 200, await response.text()
+    items: list[dict[str, Any]] = (await response.json())["items"]
+    return items
+
+
+async def counts(client: TestClient[Any, Any], headers: dict[str, str]) -> dict[str, int]:
+    body = await (await client.get("/v1/me", headers=headers)).json()
+    result: dict[str, int] = body["counts"]
+    return result
+
+
+async def test_ids_sent_together_name_one_title_found_by_any_of_them(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    upper = "plex://movie/" + MOVIE.rsplit("/", 1)[1].upper()  # stored lowercase
+    await post_actions(client, ann, watched(IMDB, t(1), TMDB, upper))
+    await settle(client)
+
+    items = await all_state(client, ann)
+    assert [(i["guid"], i["ids"]) for i in items] == [(MOVIE, [MOVIE, IMDB, TMDB])]
+    for one in (MOVIE, IMDB, TMDB, upper):
+        state = await state_of(client, ann, one)
+        assert (state["guid"], state["ids"]) == (MOVIE, [MOVIE, IMDB, TMDB])
+        assert (state["watched"], state["watched_at"]) == (True, t(1))
+    for never in (TVDB, IMDB_2, "imdb://movie/x"):
+        response = await client.get(f"/v1/me/state/{quote(never, safe='')}", headers=ann)
+        assert response.status == 404
+
+
+async def test_titles_sharing_an_id_become_one_decided_over_all_their_events(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    await post_actions(
+        client,
+        ann,
+        watched(IMDB, t(1)),
+        rated(TMDB, t(2), 7),
+        {"type": "unwatched", "guid": MOVIE, "at": t(3)},
+    )
+    await settle(client)
+    assert len(await all_state(client, ann)) == 3
+
+    # Older than what decides either part: the link changes nothing but which titles are one.
+    await post_actions(client, ann, watched(TMDB, t(0), IMDB))
+    await settle(client)
+    merged, plex = await all_state(client, ann)  # in guid order
+    assert (plex["guid"], plex["ids"]) == (MOVIE, [MOVIE])
+    assert (merged["guid"], merged["ids"]) == (IMDB, [IMDB, TMDB])
+    assert (merged["watched"], merged["watched_at"]) == (True, t(1))
+    assert (merged["rating"], merged["rated_at"]) == (7, t(2))
+
+    # Transitively: the Plex title joins it, and its later unwatched decides.
+    await post_actions(
+        client, ann, {"type": "unrated", "guid": TVDB, "at": t(-1), "ids": [MOVIE, TMDB]}
+    )
+    await settle(client)
+    (merged,) = await all_state(client, ann)
+    assert (merged["guid"], merged["ids"]) == (MOVIE, [MOVIE, IMDB, TMDB, TVDB])
+    assert (merged["watched"], merged["watched_at"]) == (False, t(3))
+    assert (merged["rating"], merged["rated_at"]) == (7, t(2))
+    assert await state_of(client, ann, TVDB) == merged
+
+
+async def test_history_and_counts_are_by_title_whichever_id_a_record_used(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    await post_actions(
+        client, ann, watched(IMDB, t(1)), watched(TMDB, t(2)), watched(MOVIE_2, t(3))
+    )
+    await settle(client)
+    assert await counts(client, ann) == {"movies": 3, "episodes": 0}
+
+    await post_actions(client, ann, rated(MOVIE, t(4), 9, IMDB, TMDB))
+    await settle(client)
+    assert await counts(client, ann) == {"movies": 2, "episodes": 0}
+    records = await history(client, ann)
+    assert [(r["guid"], r["at"]) for r in records] == [
+        (MOVIE_2, t(3)),
+        (MOVIE, t(2)),
+        (MOVIE, t(1)),
+    ]
+    for one in (MOVIE, IMDB, TMDB):
+        assert [r["at"] for r in await history(client, ann, guid=one)] == [t(2), t(1)]
+    assert await history(client, ann, guid=TVDB) == []
+
+
+async def test_links_never_cross_accounts(client: TestClient[Any, Any]) -> None:
+    ann = await create_account(client, "ann")
+    bob = await create_account(client, "bob")
+    await post_actions(client, ann, watched(IMDB, t(1), TMDB))
+    await post_actions(client, bob, watched(IMDB, t(1)), rated(TMDB, t(2), 3))
+    await settle(client)
+
+    bobs = await all_state(client, bob)
+    assert sorted((i["guid"], i["ids"]) for i in bobs) == [(IMDB, [IMDB]), (TMDB, [TMDB])]
+    assert (await state_of(client, bob, TMDB))["watched"] is False
+    assert await counts(client, bob) == {"movies": 1, "episodes": 0}
+    assert (await state_of(client, ann, TMDB))["ids"] == [IMDB, TMDB]
+
+
+async def test_a_change_carries_every_id_and_a_merge_reaches_servers_once(
+    client: TestClient[Any, Any],
+) -> None:
+    ann, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    _, cursor = await pull(client, "srv-a", srv)
+    await post_actions(client, ann, watched(IMDB, t(1)), rated(TMDB, t(2), 6))
+    await settle(client)
+    changes, cursor = await pull(client, "srv-a", srv, cursor)
+    assert sorted((c["guid"], c["ids"]) for c in changes) == [(IMDB, [IMDB]), (TMDB, [TMDB])]
+
+    # Two titles with a state become one: the merged state, once, with all its ids.
+    await post_actions(client, ann, watched(IMDB, t(0), TMDB))
+    await settle(client)
+    changes, cursor = await pull(client, "srv-a", srv, cursor)
+    assert changes == [
+        {
+            "kind": "state",
+            "account": "ann",
+            "guid": IMDB,
+            "ids": [IMDB, TMDB],
+            "watched": True,
+            "watched_at": t(1),
+            "rating": 6,
+            "rated_at": t(2),
+        }
+    ]
+
+    # A new id for a title changes no state: nothing to send.
+    await post_actions(client, ann, watched(MOVIE, t(0), IMDB))
+    await settle(client)
+    nothing, cursor = await pull(client, "srv-a", srv, cursor)
+    assert nothing == []
+
+    # A pending change follows its title to its new guid, and comes once.
+    await post_actions(client, ann, watched(IMDB_2, t(5)))
+    await post_actions(client, ann, rated(MOVIE_2, t(0), 2, IMDB_2))
+    await settle(client)
+    changes, _ = await pull(client, "srv-a", srv, cursor)
+    assert [(c["guid"], c["ids"], c["watched"], c["rating"]) for c in changes] == [
+        (MOVIE_2, [MOVIE_2, IMDB_2], True, 2)
+    ]
+
+
+async def test_a_baseline_counts_only_as_the_first_record_of_its_title(
+    client: TestClient[Any, Any],
+) -> None:
+    ann, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    await post_actions(client, ann, watched(IMDB, t(1)), watched(IMDB_2, t(1)))
+    base = {"account": "ann", "type": "watched", "baseline": True}
+    await send(
+        client,
+        "srv-a",
+        srv,
+        {**base, "guid": MOVIE, "ids": [IMDB], "at": t(5)},  # the title has history already
+        {**base, "guid": MOVIE_2, "at": t(5)},  # not linked (yet): a title of its own
+        {**base, "guid": TVDB, "at": t(5)},
+    )
+    await settle(client)
+    # Newest first; on equal times, the later recorded first.
+    assert [(r["guid"], r["at"]) for r in await history(client, ann)] == [
+        (TVDB, t(5)),
+        (MOVIE_2, t(5)),
+        (IMDB_2, t(1)),
+        (MOVIE, t(1)),
+    ]
+    assert (await state_of(client, ann, IMDB))["watched_at"] == t(5)  # still last-writer-wins
+
+    # Once linked, the baseline record is not the first of its title: as if always one.
+    await post_actions(client, ann, rated(IMDB_2, t(0), 5, MOVIE_2))
+    await settle(client)
+    assert [(r["guid"], r["at"]) for r in await history(client, ann)] == [
+        (TVDB, t(5)),
+        (MOVIE_2, t(1)),
+        (MOVIE, t(1)),
+    ]
+    assert await counts(client, ann) == {"movies": 3, "episodes": 0}
+    await sync(client, ann, False)
+
+
+async def test_deletions_keep_titles_as_the_log_still_links_them(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    await post_actions(client, ann, watched(IMDB, t(1), TMDB), rated(MOVIE, t(2), 8, TMDB))
+    await settle(client)
+    before = await all_state(client, ann)
+    assert [i["ids"] for i in before] == [[MOVIE, IMDB, TMDB]]
+
+    # History goes; the state, and the title it belongs to, do not.
+    response = await client.delete("/v1/me/history?confirm=true", headers=ann)
+    assert (await response.json())["deleted"] == 1
+    await settle(client)
+    assert await all_state(client, ann) == before
+    assert await counts(client, ann) == {"movies": 0, "episodes": 0}
+
+    # The state goes: one title, counted once.
+    response = await client.delete("/v1/me/state?confirm=true", headers=ann)
+    assert (await response.json())["deleted"] == 1
+
+
+async def test_the_feed_shows_a_title_under_its_guid(client: TestClient[Any, Any]) -> None:
+    ann = await create_account(client, "ann")
+    await post_actions(client, ann, watched(IMDB, t(1)))
+    await post_actions(client, ann, rated(MOVIE, t(0), 4, IMDB))
+    await settle(client)
+    page = await (await client.get("/v1/accounts/ann/activity", headers=ann)).json()
+    assert [(a["type"], a["guid"]) for a in page["items"]] == [("watched", MOVIE), ("rated", MOVIE)]
+
+
+# -- order independence, with merges ------------------------------------------------------------
+
+TITLES = [[MOVIE, IMDB, TMDB], [MOVIE_2, IMDB_2, TMDB_2]]
+merging_actions = st.lists(
+    st.tuples(
+        st.sampled_from(["watched", "unwatched", "rated", "unrated"]),
+        st.sampled_from(TITLES).flatmap(
+            lambda ids: st.lists(st.sampled_from(ids), min_size=1, max_size=3, unique=True)
+        ),
+        st.integers(min_value=1, max_value=10),
+    ),
+    min_size=1,
+    max_size=20,
+).map(
+    # Distinct times: on equal times the later recorded wins by design.
+    lambda items: [
+        {
+            "type": kind,
+            "guid": ids[0],
+            "ids": ids[1:],
+            "at": t(i),
+            **({"rating": rating} if kind == "rated" else {}),
+        }
+        for i, (kind, ids, rating) in enumerate(items)
+    ]
+)
+
+
+def expected(actions: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    """What the rules give, worked out in Python: (state items in guid order, history)."""
+    links = TitleLinks()
+    for action in actions:
+        links.link(action["guid"], *action["ids"])
+    members: dict[str, set[str]] = {}
+    for action in actions:
+        for one in (action["guid"], *action["ids"]):
+            members.setdefault(links.title(one), set()).add(one)
+    watch: dict[str, dict[str, Any]] = {}
+    rating: dict[str, dict[str, Any]] = {}
+    records = []
+    for action in actions:  # distinct times: the latest `at` decides, whatever the order
+        title = links.title(action["guid"])
+        decided = watch if action["type"] in ("watched", "unwatched") else rating
+        if title not in decided or decided[title]["at"] < action["at"]:
+            decided[title] = action
+        if action["type"] in ("watched", "unwatched"):
+            records.append((title, action["type"], action["at"]))
+    state = []
+    for title in sorted(members):
+        w, r = watch.get(title), rating.get(title)
+        rated_now = r is not None and r["type"] == "rated"
+        if w is None and not rated_now:
+            continue  # neither a watch record nor a rating: absent
+        state.append(
+            (
+                title,
+                shown_order(members[title]),
+                w is not None and w["type"] == "watched",
+                None if w is None else w["at"],
+                r["rating"] if rated_now and r is not None else None,
+                None if r is None else r["at"],
+            )
+        )
+    return state, sorted(records, key=lambda record: record[2], reverse=True)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(actions=merging_actions, seed=st.integers(0, 2**32 - 1))
+async def test_merges_in_any_order_give_the_state_the_union_of_events_gives(
+    client: TestClient[Any, Any], actions: list[dict[str, Any]], seed: int
+) -> None:
+    rng = random.Random(seed)
+    suffix = uuid.uuid4().hex[:12]  # examples share one server and database
+    first = await create_account(client, f"a{suffix}")
+    second = await create_account(client, f"b{suffix}")
+    shuffled = actions[:]
+    rng.shuffle(shuffled)
+    # One in order, in one request; the other shuffled, a few at a time, some concurrently.
+    await post_actions(client, first, *actions)
+    chunks = [shuffled[i : i + 3] for i in range(0, len(shuffled), 3)]
+    await asyncio.gather(*(post_actions(client, second, *chunk) for chunk in chunks))
+    await settle(client)
+
+    state, records = expected(actions)
+    for account in (first, second):
+        items = await all_state(client, account)
+        assert [
+            (i["guid"], i["ids"], i["watched"], i["watched_at"], i["rating"], i["rated_at"])
+            for i in items
+        ] == state
+        got = await history(client, account, limit="100")
+        assert [(h["guid"], h["type"], h["at"]) for h in got] == records
+
+
+# -- the database orders ids as the domain does ------------------------------------------------
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(ids=st.lists(valid_ids, min_size=1, max_size=12))
+async def test_the_database_shows_ids_in_the_domains_order(
+    pool: asyncpg.Pool[Any], ids: list[tuple[str, str]]
+) -> None:
+    normalised = [lookup_id(text) for text, _ in ids]
+    rows = await pool.fetch(
+        'SELECT x FROM unnest($1::text[]) AS x ORDER BY title_id_rank(x), x COLLATE "C"',
+        sorted(set(normalised)),
+    )
+    assert [row["x"] for row in rows] == shown_order(normalised)
