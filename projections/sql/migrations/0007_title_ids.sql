@@ -103,17 +103,23 @@ $$;
 -- into its state by last-writer-wins, part by part, exactly as their events would have. With
 -- p_queue (the live fold; a rebuild passes false and leaves the queues alone), their pending
 -- changes move to it, and when two of them had a state, the merged state is queued once.
+-- Its statements look up a few rows of one account by key: they are planned so (no sequential
+-- scan), however few rows the statistics last saw (a plan cached while the table was small
+-- would otherwise scan the account's rows on every call as they grow).
 CREATE FUNCTION title_link(p_account text, p_ids text[], p_queue boolean) RETURNS text
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_titles text[];
     v_title text;
     v_stated integer;
     v_gone record;
 BEGIN
-    SELECT array_agg(DISTINCT coalesce(t.title, i.id)) INTO v_titles
-    FROM unnest(p_ids) AS i (id)
-    LEFT JOIN title_ids t ON t.account_id = p_account AND t.id = i.id;
+    -- One primary-key lookup per id, whatever the statistics say of the account's rows.
+    SELECT array_agg(DISTINCT coalesce(
+               (SELECT t.title FROM title_ids t WHERE t.account_id = p_account AND t.id = i.id),
+               i.id))
+    INTO v_titles
+    FROM unnest(p_ids) AS i (id);
     IF cardinality(v_titles) = 1 THEN
         RETURN v_titles[1];
     END IF;
@@ -145,10 +151,12 @@ BEGIN
     END LOOP;
     IF p_queue THEN
         WITH gone AS (
-            DELETE FROM sync_queue
-            WHERE account_id = p_account AND kind = 'state'
-              AND guid = ANY (v_titles) AND guid <> v_title
-            RETURNING server_id, seq
+            DELETE FROM sync_queue q
+            USING sync_access a, unnest(v_titles) AS o (title)
+            WHERE a.account_id = p_account AND o.title <> v_title
+              AND q.account_id = p_account AND q.server_id = a.server_id
+              AND q.kind = 'state' AND q.guid = o.title
+            RETURNING q.server_id, q.seq
         )
         INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
         SELECT p_account, server_id, 'state', v_title, max(seq) FROM gone GROUP BY server_id
