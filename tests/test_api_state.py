@@ -54,6 +54,24 @@ async def all_state(
             return items
 
 
+async def in_two_orders(
+    client: TestClient[Any, Any], actions: list[dict[str, Any]], seed: int
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Two new accounts given the same actions: one in order, in one request; the other
+    shuffled, a few at a time, some concurrently. Their headers, once the projections settled."""
+    rng = random.Random(seed)
+    suffix = uuid.uuid4().hex[:12]  # examples share one server and database
+    first = await create_account(client, f"a{suffix}")
+    second = await create_account(client, f"b{suffix}")
+    shuffled = actions[:]
+    rng.shuffle(shuffled)
+    await post_actions(client, first, *actions)
+    chunks = [shuffled[i : i + 3] for i in range(0, len(shuffled), 3)]
+    await asyncio.gather(*(post_actions(client, second, *chunk) for chunk in chunks))
+    await settle(client)
+    return first, second
+
+
 async def test_the_latest_at_wins_and_late_older_events_are_only_history(
     client: TestClient[Any, Any],
 ) -> None:
@@ -384,17 +402,7 @@ actions_strategy = st.lists(
 async def test_any_order_of_the_same_actions_gives_the_same_state(
     client: TestClient[Any, Any], actions: list[dict[str, Any]], seed: int
 ) -> None:
-    rng = random.Random(seed)
-    suffix = uuid.uuid4().hex[:12]  # examples share one server and database
-    first = await create_account(client, f"a{suffix}")
-    second = await create_account(client, f"b{suffix}")
-    shuffled = actions[:]
-    rng.shuffle(shuffled)
-    # One in order, in one request; the other shuffled, a few at a time, some concurrently.
-    await post_actions(client, first, *actions)
-    chunks = [shuffled[i : i + 3] for i in range(0, len(shuffled), 3)]
-    await asyncio.gather(*(post_actions(client, second, *chunk) for chunk in chunks))
-    await settle(client)
+    first, second = await in_two_orders(client, actions, seed)
 
     def comparable(items: list[dict[str, Any]]) -> list[tuple[Any, ...]]:
         return [

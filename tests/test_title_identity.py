@@ -5,9 +5,6 @@ once, with every id; counts, history, baselines and deletions by title."""
 
 from __future__ import annotations
 
-import asyncio
-import random
-import uuid
 from typing import Any
 from urllib.parse import quote
 
@@ -19,7 +16,7 @@ from hypothesis import strategies as st
 from projections.domain import TitleLinks, lookup_id, shown_order
 from tests.api import MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import pull, send, setup_owner_with_server, sync
-from tests.test_api_state import all_state, state_of
+from tests.test_api_state import all_state, in_two_orders, state_of
 from tests.test_titles import valid_ids
 
 IMDB = "imdb://movie/tt0111161"
@@ -326,17 +323,7 @@ def expected(actions: list[dict[str, Any]]) -> tuple[list[tuple[Any, ...]], list
 async def test_merges_in_any_order_give_the_state_the_union_of_events_gives(
     client: TestClient[Any, Any], actions: list[dict[str, Any]], seed: int
 ) -> None:
-    rng = random.Random(seed)
-    suffix = uuid.uuid4().hex[:12]  # examples share one server and database
-    first = await create_account(client, f"a{suffix}")
-    second = await create_account(client, f"b{suffix}")
-    shuffled = actions[:]
-    rng.shuffle(shuffled)
-    # One in order, in one request; the other shuffled, a few at a time, some concurrently.
-    await post_actions(client, first, *actions)
-    chunks = [shuffled[i : i + 3] for i in range(0, len(shuffled), 3)]
-    await asyncio.gather(*(post_actions(client, second, *chunk) for chunk in chunks))
-    await settle(client)
+    first, second = await in_two_orders(client, actions, seed)
 
     state, records = expected(actions)
     for account in (first, second):
