@@ -3,11 +3,20 @@ ids are shown in. Pure: no database."""
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from projections.domain import GuidRejected, classify_ids, guid_kind, parse_id, shown_order
+from projections.domain import (
+    GuidRejected,
+    TitleLinks,
+    classify_ids,
+    guid_kind,
+    parse_id,
+    shown_order,
+)
 from projections.domain.titles import MAX_DIGITS
 
 HEX = "5d776825880197001ec967c6"
@@ -209,3 +218,14 @@ def test_any_text_is_parsed_or_rejected_with_a_code(text: str) -> None:
     else:
         assert parse_id(normalised) == (kind, normalised)
     assert code in (None, "music_not_synced", "unsupported_guid")
+
+
+def test_title_links_join_titles_sharing_an_id_under_the_first_id() -> None:
+    links = TitleLinks()
+    chain = [f"tmdb://movie/{n}" for n in range(3000, 0, -1)]  # each link a better first id
+    for newer, better in pairwise(chain):
+        links.link(newer, better)
+    assert {links.title(one) for one in chain} == {"tmdb://movie/1"}
+    links.link("imdb://movie/tt9", chain[0])
+    assert links.title(chain[-1]) == "imdb://movie/tt9"
+    assert links.title("tvdb://movie/5") == "tvdb://movie/5"  # an id linked to none

@@ -153,9 +153,9 @@ class TitleLinks:
         return self._root(one)
 
     def _root(self, one: str) -> str:
-        parent = self._parent.setdefault(one, one)
-        if parent == one:
-            return one
-        root = self._root(parent)
-        self._parent[one] = root
+        root = self._parent.setdefault(one, one)
+        while self._parent[root] != root:
+            root = self._parent[root]
+        while one != root:  # every id on the way now points at the root
+            self._parent[one], one = root, self._parent[one]
         return root
