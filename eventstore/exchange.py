@@ -1,10 +1,10 @@
 """Export and import of raw events: the log as NDJSON, one stored event a line.
 
 Knows nothing of what the events mean. An import goes through :meth:`EventStore.append`, as
-every write does (append-only, ids unique), so it is idempotent: an event whose id or
-idempotency key is stored already is a duplicate, and importing a file twice changes nothing.
-What a release must check, or write beside an imported event, is its caller's
-(:class:`ImportRules`).
+every write does (append-only, ids unique), so it is idempotent: an event whose id or one of
+whose idempotency keys is stored already is a duplicate, and importing a file twice changes
+nothing. What a release must check, or key, or write beside an imported event, is its
+caller's (:class:`ImportRules`).
 """
 
 from __future__ import annotations
@@ -44,9 +44,9 @@ _Positive = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
 class ExportedEvent(msgspec.Struct, frozen=True):
     """One line of an export: a stored event, every field but its writing transaction.
 
-    ``data`` is the event's JSON object as stored; ``idempotency_key`` is null when it has none.
-    An import keeps the id, type, schema version, data and key; the target numbers positions
-    and versions, and records its own time."""
+    ``data`` is the event's JSON object as stored; ``idempotency_keys`` its keys (empty when it
+    has none). An import keeps the id, type, schema version, data and keys; the target numbers
+    positions and versions, and records its own time."""
 
     position: _Positive
     stream: str
@@ -56,16 +56,16 @@ class ExportedEvent(msgspec.Struct, frozen=True):
     schema_version: Annotated[int, msgspec.Meta(ge=1, le=2**31 - 1)]
     data: msgspec.Raw
     recorded_at: datetime
-    idempotency_key: uuid.UUID | None
+    idempotency_keys: tuple[uuid.UUID, ...] = ()
 
-    def new_event(self) -> NewEvent:
-        """The event to append for this line."""
+    def new_event(self, more_keys: Iterable[uuid.UUID] = ()) -> NewEvent:
+        """The event to append for this line, with ``more_keys`` besides its own."""
         return NewEvent(
             type=self.type,
             data=self.data,
             schema_version=self.schema_version,
             event_id=self.event_id,
-            idempotency_key=self.idempotency_key,
+            idempotency_keys=tuple(dict.fromkeys((*self.idempotency_keys, *more_keys))),
         )
 
     def recorded(self) -> RecordedEvent:
@@ -83,12 +83,26 @@ class ExportedEvent(msgspec.Struct, frozen=True):
         )
 
 
+class _ReadLine(ExportedEvent, frozen=True):
+    """A line as an import reads it: of this release's exports, or of an earlier release's,
+    which gave an event one key at most."""
+
+    idempotency_key: uuid.UUID | None = None
+
+    def keys_of_old(self) -> tuple[uuid.UUID, ...]:
+        return () if self.idempotency_key is None else (self.idempotency_key,)
+
+
 class ImportRules(Protocol):
     """What the importing release checks, and writes beside the log: it knows what events
     mean, the event store does not."""
 
     def check(self, event: ExportedEvent) -> None:
         """Raise ValueError, saying why, for an event this release may not import."""
+
+    def keys(self, event: ExportedEvent) -> Iterable[uuid.UUID]:
+        """Idempotency keys the release gives ``event`` (a checked one) besides the line's: an
+        export of an earlier release may lack keys this release would have given."""
 
     def concerns(self, event: ExportedEvent) -> bool:
         """Whether :meth:`apply` must run for ``event``, in its append's transaction."""
@@ -170,7 +184,7 @@ async def import_events(
     :class:`ImportFailed` naming it, after every line before it was imported (some after it
     may have been too: importing is idempotent, so running it again after a fix is safe)."""
     started = time.monotonic()
-    decoder = msgspec.json.Decoder(ExportedEvent)
+    decoder = msgspec.json.Decoder(_ReadLine)
     appender = _Appender(store, rules, concurrency)
     batches: dict[str, list[_Line]] = {}  # each stream's lines not yet appended
     keys: dict[str, set[uuid.UUID]] = {}
@@ -200,7 +214,8 @@ async def import_events(
                 await flush()
                 await appender.drain()
                 raise ImportFailed(number, str(exc)) from exc
-            new = event.new_event()
+            more = event.keys_of_old()
+            new = event.new_event(more if rules is None else (*more, *rules.keys(event)))
             stream = event.stream
             if stream in batches and (
                 len(batches[stream]) >= batch_size or keys[stream] & new.keys

@@ -35,22 +35,20 @@ class StreamName(msgspec.Struct, frozen=True):
 class NewEvent(msgspec.Struct, frozen=True):
     """An event to append. ``data`` is its JSON body; the id makes retries safe.
 
-    ``idempotency_key`` is an optional second name for the event: an append is a duplicate
-    of a stored event when its id equals the stored id, or its key equals the stored key."""
+    ``idempotency_keys`` are more names for the event: an append is a duplicate of a stored
+    event when its id equals the stored event's id, or one of its keys equals one of the stored
+    event's keys (an id and a key are never compared)."""
 
     type: str
     data: msgspec.Raw
     schema_version: int = 1
     event_id: uuid.UUID = msgspec.field(default_factory=uuid.uuid4)
-    idempotency_key: uuid.UUID | None = None
+    idempotency_keys: tuple[uuid.UUID, ...] = ()
 
     @property
     def keys(self) -> set[uuid.UUID]:
-        return (
-            {self.event_id}
-            if self.idempotency_key is None
-            else {self.event_id, self.idempotency_key}
-        )
+        """Every name of the event: two events of one append may share none."""
+        return {self.event_id, *self.idempotency_keys}
 
 
 class LogCursor(msgspec.Struct, frozen=True, order=True):

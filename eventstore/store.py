@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
+from itertools import repeat
 from typing import Any
 
 import asyncpg
@@ -39,7 +40,7 @@ from .wakeups import DEFAULT_CHANNEL, LogListener, Notifier, Wakeups
 log = structlog.get_logger(__name__)
 
 _RACE_CONSTRAINTS = frozenset(
-    {"events_stream_version_key", "events_event_id_key", "events_idempotency_key_key"}
+    {"events_stream_version_key", "events_event_id_key", "event_keys_pkey"}
 )
 # Appenders to one stream that lose a race retry in a new transaction; so do appends cut off
 # by a broken connection (an event id that did commit then comes back as a duplicate).
@@ -122,9 +123,9 @@ class EventStore:
     ) -> list[AppendResult]:
         """Append ``events`` to ``stream`` atomically; one result per event, in order.
 
-        An event whose id matches a stored event's id, or whose idempotency key matches a stored
-        event's key, is not stored again: its result says ``duplicate`` and gives the original's
-        id and position, so retries are always safe. If
+        An event whose id matches a stored event's id, or one of whose idempotency keys matches
+        one of a stored event's keys, is not stored again: its result says ``duplicate`` and
+        gives the original's id and position, so retries are always safe. If
         ``expected_version`` is given and any event is new, the stream must be at that version,
         else :class:`ConcurrencyConflict` is raised and nothing is stored.
 
@@ -136,10 +137,15 @@ class EventStore:
             return []
         ids = [event.event_id for event in events]
         seen: set[Any] = set()
-        for event in events:
+        keys: list[Any] = []
+        key_events: list[int] = []  # the 1-based index of each key's event
+        for index, event in enumerate(events, 1):
             if seen & event.keys:
                 raise ValueError("an append cannot carry the same event (id or key) twice")
             seen |= event.keys
+            own = dict.fromkeys(event.idempotency_keys)
+            keys.extend(own)
+            key_events.extend(repeat(index, len(own)))
         args = (
             name.id,
             stream,
@@ -148,7 +154,8 @@ class EventStore:
             [event.type for event in events],
             [event.schema_version for event in events],
             [bytes(event.data) for event in events],
-            [event.idempotency_key for event in events],
+            keys,
+            key_events,
         )
         rows = await self._run(QUERIES["append"], args, stream, expected_version, conn)
         return self._append_results(stream, expected_version, len(events), rows)

@@ -117,6 +117,39 @@ async def test_purge_ids_are_idempotency_keys_too(store: EventStore) -> None:
     assert again.duplicate
 
 
+@pytest.mark.parametrize("purge", ["eventstore_purge_v2", "eventstore_purge"])
+async def test_a_purged_event_takes_its_keys_with_it(
+    store: EventStore, pool: asyncpg.Pool[Any], purge: str
+) -> None:
+    """Both purges (the first is the previous release's) remove the events' keys: the same
+    event appended again is new, not a duplicate of what is gone."""
+    keys = (uuid.uuid4(), uuid.uuid4())
+    keyed = NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_keys=keys)
+    [a, kept] = await store.append(
+        "account-a1",
+        [keyed, NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_keys=(uuid.uuid4(),))],
+    )
+    gone = tombstone()
+    extra = [None] if purge == "eventstore_purge_v2" else []
+    await pool.fetch(
+        f"SELECT * FROM {purge}($1, $2, $3, $4, $5, $6, $7{', $8' if extra else ''})",
+        "a1",
+        "account-a1",
+        [a.position],
+        gone.event_id,
+        gone.type,
+        1,
+        b"{}",
+        *extra,
+    )
+    left = await pool.fetch("SELECT position FROM event_keys WHERE account_id = 'a1'")
+    assert [row["position"] for row in left] == [kept.position]
+    [again] = await store.append(
+        "account-a1", [NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_keys=keys[1:])]
+    )
+    assert not again.duplicate
+
+
 async def test_a_purge_expecting_a_version_the_stream_left_removes_nothing(
     store: EventStore,
 ) -> None:

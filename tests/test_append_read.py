@@ -215,17 +215,17 @@ async def test_event_ids_are_the_ones_given(store: EventStore) -> None:
 async def test_an_event_is_a_duplicate_by_either_of_its_keys(store: EventStore) -> None:
     client_id, natural = uuid.uuid4(), uuid.uuid4()
     first = NewEvent(
-        type="noted", data=msgspec.Raw(b"{}"), event_id=client_id, idempotency_key=natural
+        type="noted", data=msgspec.Raw(b"{}"), event_id=client_id, idempotency_keys=(natural,)
     )
     [stored] = await store.append("account-a1", [first])
 
     by_key = NewEvent(
-        type="noted", data=msgspec.Raw(b"{}"), event_id=natural, idempotency_key=natural
+        type="noted", data=msgspec.Raw(b"{}"), event_id=natural, idempotency_keys=(natural,)
     )
     by_id = NewEvent(
-        type="noted", data=msgspec.Raw(b"{}"), event_id=client_id, idempotency_key=uuid.uuid4()
+        type="noted", data=msgspec.Raw(b"{}"), event_id=client_id, idempotency_keys=(uuid.uuid4(),)
     )
-    other = NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_key=uuid.uuid4())
+    other = NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_keys=(uuid.uuid4(),))
     results = await store.append("account-a1", [by_key, other, by_id])
 
     assert [r.duplicate for r in results] == [True, False, True]
@@ -234,19 +234,66 @@ async def test_an_event_is_a_duplicate_by_either_of_its_keys(store: EventStore) 
     assert len(await store.read_stream("account-a1")) == 2
 
     # Each name is unique in its own column: a key equal to another event's id is not a match.
-    unrelated = NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_key=other.event_id)
+    unrelated = NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_keys=(other.event_id,))
     [separate] = await store.append("account-a1", [unrelated])
     assert not separate.duplicate
 
 
+async def test_an_event_is_a_duplicate_by_any_of_its_many_keys(store: EventStore) -> None:
+    k1, k2, k3, k4, k5 = (uuid.uuid4() for _ in range(5))
+    noted = msgspec.Raw(b"{}")
+    [a] = await store.append(
+        "account-a1", [NewEvent(type="noted", data=noted, idempotency_keys=(k1, k2))]
+    )
+    [b] = await store.append(
+        "account-a1", [NewEvent(type="noted", data=noted, idempotency_keys=(k3,))]
+    )
+
+    results = await store.append(
+        "account-a1",
+        [
+            NewEvent(type="noted", data=noted, idempotency_keys=(k4, k2)),  # a's second key
+            NewEvent(type="noted", data=noted, idempotency_keys=(k5, k5)),  # new; a key twice
+            NewEvent(type="noted", data=noted, idempotency_keys=(k3, k1)),  # b's, and a's
+        ],
+    )
+
+    assert [r.duplicate for r in results] == [True, False, True]
+    assert results[0].position == a.position
+    # Keys of two stored events: the duplicate names the first.
+    assert results[2].position == a.position < b.position
+    # A duplicate's other keys are not taken: k4 is still free.
+    [later] = await store.append(
+        "account-a1", [NewEvent(type="noted", data=noted, idempotency_keys=(k4,))]
+    )
+    assert not later.duplicate
+    assert len(await store.read_stream("account-a1")) == 4
+    # Keys belong to their partition only.
+    [elsewhere] = await store.append(
+        "account-a2", [NewEvent(type="noted", data=noted, idempotency_keys=(k1,))]
+    )
+    assert not elsewhere.duplicate
+
+
+async def test_one_append_cannot_name_one_key_twice(store: EventStore) -> None:
+    key = uuid.uuid4()
+    # Two events (each its own id) with one key.
+    events = [
+        NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_keys=(key,)) for _ in "ab"
+    ]
+    with pytest.raises(ValueError, match="same event"):
+        await store.append("account-a1", events)
+    assert await store.read_stream("account-a1") == []
+
+
 async def test_concurrent_appends_of_one_key_store_it_once(store: EventStore) -> None:
     key = uuid.uuid4()
+    noted = msgspec.Raw(b"{}")
     results = await asyncio.gather(
         *(
-            store.append(
-                "account-a1", [NewEvent(type="noted", data=msgspec.Raw(b"{}"), idempotency_key=key)]
-            )
-            for _ in range(12)
+            store.append("account-a1", [NewEvent(type="noted", data=noted, idempotency_keys=keys)])
+            # Each racer's keys share the one key, and have one of their own besides.
+            for keys in ((uuid.uuid4(), key) for _ in range(12))
         )
     )
     assert [r[0].duplicate for r in results].count(False) == 1

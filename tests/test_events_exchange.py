@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -16,13 +17,23 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from eventstore import database as db
+from projections import domain
 from services.ops import cli
 from tests.api import EPISODE, MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import grant, register, send, sync
+from tests.test_title_identity import IMDB
 
 EXPORTED = (
-    "position, stream, version, event_id, type, schema_version, data, recorded_at, idempotency_key"
+    "position, stream, version, event_id, type, schema_version, data, recorded_at, idempotency_keys"
 )
+# The stored log, as export lines (an event's keys in key order).
+STORED = """
+    SELECT e.position, e.stream, e.version, e.event_id, e.type, e.schema_version, e.data,
+           e.recorded_at,
+           ARRAY(SELECT k.key::text FROM event_keys k
+                 WHERE k.account_id = e.account_id AND k.position = e.position
+                 ORDER BY k.key) AS idempotency_keys
+    FROM events e ORDER BY e.position"""
 
 
 @pytest.fixture(autouse=True)
@@ -41,7 +52,7 @@ async def stored(url: str) -> list[dict[str, Any]]:
     """The log of ``url`` as export lines (JSON values), in position order."""
     conn = await db.connect(url)
     try:
-        rows = await conn.fetch(f"SELECT {EXPORTED} FROM events ORDER BY position")
+        rows = await conn.fetch(STORED)
     finally:
         await conn.close()
     return [
@@ -49,9 +60,6 @@ async def stored(url: str) -> list[dict[str, Any]]:
             **dict(row),
             "event_id": str(row["event_id"]),
             "data": json.loads(bytes(row["data"])),
-            "idempotency_key": None
-            if row["idempotency_key"] is None
-            else str(row["idempotency_key"]),
         }
         for row in rows
     ]
@@ -68,7 +76,7 @@ def per_stream(events: list[dict[str, Any]]) -> dict[str, list[tuple[Any, ...]]]
     streams: dict[str, list[tuple[Any, ...]]] = {}
     for e in events:
         streams.setdefault(e["stream"], []).append(
-            (e["type"], e["schema_version"], e["data"], e["event_id"], e["idempotency_key"])
+            (e["type"], e["schema_version"], e["data"], e["event_id"], e["idempotency_keys"])
         )
     return streams
 
@@ -126,8 +134,8 @@ async def test_export_writes_the_log_as_ndjson_in_position_order(
     await build_log(await make_client(database_url))
     log = await stored(database_url)
     assert {e["type"] for e in log} >= {"account_created", "server_registered", "access_accepted"}
-    assert any(e["idempotency_key"] for e in log)
-    assert any(not e["idempotency_key"] for e in log)
+    assert any(e["idempotency_keys"] for e in log)
+    assert any(not e["idempotency_keys"] for e in log)
     capsys.readouterr()
 
     assert await run(monkeypatch, database_url, "events", "export") == 0
@@ -183,6 +191,40 @@ async def test_import_into_an_empty_database_restores_the_log_and_its_tokens(
         assert await state(target, headers[who]) == await state(source, headers[who])
     # And what the new database's projections hold is what its log gives.
     assert await run(monkeypatch, target_url, "verify") == 0
+
+
+async def test_an_earlier_releases_export_gets_this_releases_keys(
+    make_client: Callable[..., Any],
+    make_database: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+) -> None:
+    """An earlier release exported one key an event (``idempotency_key``), and none per id of
+    a title: the import keeps that key and gives a watch action its natural keys (rule 5)."""
+    source_url = await make_database()
+    source = await make_client(source_url)
+    ann = await create_account(source, "ann")
+    await post_actions(source, ann, {"type": "watched", "guid": MOVIE, "ids": [IMDB], "at": t(1)})
+    assert await run(monkeypatch, source_url, "events", "export") == 0
+    old_key = str(uuid.uuid4())
+    lines = []
+    for line in map(json.loads, capsys.readouterr().out.splitlines()):
+        del line["idempotency_keys"]
+        lines.append({**line, "idempotency_key": old_key if line["type"] == "watched" else None})
+    export = tmp_path / "events.ndjson"
+    export.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    target_url = await make_database()
+    assert await run(monkeypatch, target_url, "events", "import", str(export)) == 0
+    [watched] = [e for e in await stored(target_url) if e["type"] == "watched"]
+    at = datetime.fromisoformat(t(1))
+    natural = domain.natural_keys("ann", (MOVIE, IMDB), "watched", at, None)
+    assert watched["idempotency_keys"] == sorted([old_key, *map(str, natural)])
+
+    target = await make_client(target_url)
+    echo = await post_actions(target, ann, {"type": "watched", "guid": IMDB, "at": t(1)})
+    assert echo == [{"status": "duplicate"}]
 
 
 async def test_import_reads_standard_input(

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import uuid
 from collections.abc import Callable
 from typing import Any
 
 import asyncpg
 import pytest
 
-from eventstore import MigrationError, migrations
+from eventstore import MigrationError, NewEvent, migrations
 from eventstore import database as db
 from eventstore.migrations import Migration
 from services import MIGRATION_PACKAGES
@@ -22,6 +24,7 @@ ALL_MIGRATIONS = [
     "eventstore/0001_event_log",
     "eventstore/0002_idempotency_keys",
     "eventstore/0003_purge_expected_version",
+    "eventstore/0004_event_keys",
     "projections/0001_watch_state_and_history",
     "projections/0002_server_queues",
     "projections/0003_shares_need_consent",
@@ -29,6 +32,7 @@ ALL_MIGRATIONS = [
     "projections/0005_state_recorded_at",
     "projections/0006_friends_and_activity",
     "projections/0007_title_ids",
+    "projections/0008_action_keys",
     "services/0001_service_secrets",
     "services/0002_servers",
     "services/0003_account_snapshots",
@@ -213,11 +217,105 @@ async def test_shares_recorded_before_consent_lose_their_access_on_upgrade(
             "projections/0005_state_recorded_at",
             "projections/0006_friends_and_activity",
             "projections/0007_title_ids",
+            "projections/0008_action_keys",
             "services/0003_account_snapshots",
         ]
         access = await pool.fetch("SELECT account_id, server_id FROM sync_access")
         queue = await pool.fetch("SELECT account_id, seq FROM sync_queue")
         assert [tuple(r) for r in access] == [("ann", "srv-a")]
         assert [tuple(r) for r in queue] == [("ann", 1)]
+    finally:
+        await pool.close()
+
+
+async def test_actions_recorded_before_keys_per_id_get_theirs_on_upgrade(
+    make_database: Callable[..., Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database of the release with one key an event (eventstore/0003, projections/0007):
+    the upgrade keeps each event's key and keys every recorded action under each of its ids
+    (product rule 5), so its echo under another id is a duplicate; the previous release's
+    append, still called during a rolling upgrade, keys events as the new one does."""
+    from datetime import UTC, datetime
+
+    from eventstore import EventStore
+    from projections import domain
+
+    url = await make_database(migrated=False)
+    discover = migrations.discover
+    last = {"eventstore": 3, "projections": 7, "services": 3}
+    monkeypatch.setattr(
+        migrations,
+        "discover",
+        lambda package: [m for m in discover(package) if m.version <= last[package]],
+    )
+    at = datetime(2026, 3, 1, 19, 0, 0, 734512, tzinfo=UTC)
+    old_key = uuid.uuid4()
+    guid, imdb = "plex://movie/5d776825880197001ec967c6", "imdb://movie/tt0111161"
+    data = {"guid": guid, "ids": [imdb], "at": "2026-03-01T19:00:00.734512Z"}
+    append_v1 = "SELECT * FROM eventstore_append($1, $2, NULL, $3, $4, $5, $6, $7)"
+    pool = await db.create_pool(url, min_size=1, max_size=2)
+    try:
+        async with pool.acquire() as conn:
+            await migrations.migrate(conn, MIGRATION_PACKAGES)
+        args = (
+            "ann",
+            "watch-ann",
+            [old_key],
+            ["watched"],
+            [1],
+            [json.dumps(data).encode()],
+            [old_key],
+        )
+        [before] = await pool.fetch(append_v1, *args)
+        rated = {**data, "rating": 8, "ids": []}
+        await pool.fetch(
+            append_v1,
+            "ann",
+            "watch-ann",
+            [uuid.uuid4()],
+            ["rated"],
+            [1],
+            [json.dumps(rated).encode()],
+            [None],
+        )
+
+        monkeypatch.setattr(migrations, "discover", discover)
+        async with pool.acquire() as conn:
+            applied = await migrations.migrate(conn, MIGRATION_PACKAGES)
+        assert [m.label for m in applied] == [
+            "eventstore/0004_event_keys",
+            "projections/0008_action_keys",
+        ]
+        assert not await pool.fetchval(
+            "SELECT count(*) FROM information_schema.columns WHERE column_name = 'idempotency_key'"
+        )
+        keys = await pool.fetch("SELECT key, position FROM event_keys ORDER BY position, key")
+        natural = set(domain.natural_keys("ann", (guid, imdb), "watched", at, None))
+        assert {row["key"] for row in keys if row["position"] == before["event_position"]} == {
+            old_key,
+            *natural,
+        }
+        assert {row["key"] for row in keys if row["position"] != before["event_position"]} == {
+            domain.natural_key("ann", guid, "rated", at, 8)
+        }
+
+        # An echo under the external id only, to the second: the same action.
+        echo = domain.decide_action(
+            "ann",
+            domain.ReportedAction(type="watched", guid=imdb, at=at.replace(microsecond=0)),
+            datetime.now(UTC),
+        )
+        assert isinstance(echo, NewEvent)
+        [result] = await EventStore(pool).append("watch-ann", [echo])
+        assert result.duplicate
+        assert result.position == before["event_position"]
+
+        # The previous release's append, during a rolling upgrade: keyed, and deduplicated.
+        fresh = uuid.uuid4()
+        [later] = await pool.fetch(append_v1, *args[:2], [uuid.uuid4()], *args[3:6], [fresh])
+        assert later["duplicate"] is False
+        [again] = await pool.fetch(append_v1, *args[:2], [uuid.uuid4()], *args[3:6], [fresh])
+        assert again["duplicate"] is True
+        assert again["event_position"] == later["event_position"]
     finally:
         await pool.close()

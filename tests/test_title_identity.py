@@ -5,6 +5,7 @@ once, with every id; counts, history, baselines and deletions by title."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -13,7 +14,15 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from projections.domain import TitleLinks, lookup_id, shown_order
+from eventstore import NewEvent
+from projections.domain import (
+    ReportedAction,
+    TitleLinks,
+    decide_action,
+    lookup_id,
+    natural_key,
+    shown_order,
+)
 from tests.api import MOVIE, MOVIE_2, create_account, post_actions, settle, t
 from tests.servers import pull, send, setup_owner_with_server, sync
 from tests.test_api_state import all_state, in_two_orders, state_of
@@ -334,6 +343,153 @@ async def test_merges_in_any_order_give_the_state_the_union_of_events_gives(
         ] == state
         got = await history(client, account, limit="100")
         assert [(h["guid"], h["type"], h["at"]) for h in got] == records
+
+
+# -- rule 5 across ids --------------------------------------------------------------------------
+
+
+async def test_an_echo_under_other_ids_and_a_coarser_time_is_a_duplicate(
+    client: TestClient[Any, Any],
+) -> None:
+    """Server B reports back the change it was sent, under its own ids for the title and with
+    its time cut to the second (Emby): the same action (rule 5), however the ids overlap."""
+    ann, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    at = "2026-03-01T19:00:00.734512Z"
+    [first] = await post_actions(client, ann, watched(MOVIE, at, IMDB))
+    assert first["status"] == "recorded"
+
+    echoes = await send(
+        client,
+        "srv-a",
+        srv,
+        # By the external id only, to the second.
+        {"account": "ann", "type": "watched", "guid": IMDB, "at": "2026-03-01T19:00:00Z"},
+        # With an id never seen besides, at another fraction of the second.
+        {**watched(TMDB, "2026-03-01T19:00:00.1Z", IMDB), "account": "ann"},
+    )
+    assert [e["status"] for e in echoes] == ["duplicate", "duplicate"]
+    by_app = await post_actions(client, ann, watched(TVDB, "2026-03-01T19:00:00.999Z", MOVIE))
+    assert by_app == [{"status": "duplicate"}]
+
+    # Not the same action: no shared id, another second, another type, another rating.
+    results = await post_actions(
+        client,
+        ann,
+        watched(TMDB, at),
+        watched(IMDB, "2026-03-01T19:00:01Z"),
+        {"type": "unwatched", "guid": IMDB, "at": at},
+        rated(IMDB, at, 7),
+        rated(TMDB, "2026-03-01T19:00:00.2Z", 7, IMDB),
+        rated(IMDB, at, 8),
+    )
+    assert [r["status"] for r in results] == ["recorded"] * 4 + ["duplicate", "recorded"]
+    await settle(client)
+    records = await history(client, ann, limit="100")
+    assert len(records) == 4  # two watched, one unwatched at the same time, one watched
+
+
+async def test_actions_sharing_an_id_in_one_request_are_one(client: TestClient[Any, Any]) -> None:
+    ann = await create_account(client, "ann")
+    at = "2026-03-01T19:00:00.5Z"
+    results = await post_actions(
+        client,
+        ann,
+        watched(MOVIE, at, IMDB),
+        watched(TMDB, "2026-03-01T19:00:00Z", IMDB),  # shares IMDB
+        watched(TVDB, at),  # shares nothing
+        watched(TVDB, at, TMDB),  # shares TVDB with the one before
+    )
+    assert [r["status"] for r in results] == ["recorded", "duplicate", "recorded", "duplicate"]
+
+
+async def test_a_client_id_still_names_its_action_and_its_ids_still_find_echoes(
+    client: TestClient[Any, Any],
+) -> None:
+    ann = await create_account(client, "ann")
+    client_id = "1b4e28ba-2fa1-11d2-883f-0016d3cca427"
+    [first] = await post_actions(client, ann, {**watched(MOVIE, t(1), IMDB), "id": client_id})
+    # A retry with the client id, whatever else it says.
+    [retry] = await post_actions(client, ann, {**watched(TMDB, t(3)), "id": client_id})
+    # An echo without it, under one of the ids.
+    [echo] = await post_actions(client, ann, watched(IMDB, t(1)))
+    assert first["status"] == "recorded"
+    assert retry == echo == {"status": "duplicate"}
+
+
+id_pool = st.sampled_from([MOVIE, IMDB, TMDB, TVDB])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    first=st.sets(id_pool, min_size=1),
+    second=st.sets(id_pool, min_size=1),
+    fractions=st.tuples(st.integers(0, 999_999), st.integers(0, 999_999)),
+    seconds=st.tuples(st.integers(0, 1), st.integers(0, 1)),
+    ratings=st.tuples(st.sampled_from([None, 7, 8]), st.sampled_from([None, 7, 8])),
+)
+def test_two_actions_share_a_natural_key_exactly_when_rule_5_says_they_are_one(
+    first: set[str],
+    second: set[str],
+    fractions: tuple[int, int],
+    seconds: tuple[int, int],
+    ratings: tuple[int | None, int | None],
+) -> None:
+    now = datetime(2026, 3, 2, tzinfo=UTC)
+    decided = []
+    for ids, fraction, second_, rating in zip(
+        (sorted(first), sorted(second)), fractions, seconds, ratings, strict=True
+    ):
+        at = datetime(2026, 3, 1, 19, 0, second_, fraction, tzinfo=UTC)
+        action = ReportedAction(
+            type="watched" if rating is None else "rated",
+            guid=ids[0],
+            ids=tuple(ids[1:]),
+            at=at,
+            rating=rating,
+        )
+        event = decide_action("ann", action, now)
+        assert isinstance(event, NewEvent)
+        decided.append(event)
+    one = bool(first & second) and seconds[0] == seconds[1] and ratings[0] == ratings[1]
+    assert bool(decided[0].keys & decided[1].keys) == one
+    # Another account's same action is never the same.
+    other = decide_action("bob", ReportedAction(type="watched", guid=MOVIE, at=now), now)
+    mine = decide_action("ann", ReportedAction(type="watched", guid=MOVIE, at=now), now)
+    assert isinstance(other, NewEvent)
+    assert isinstance(mine, NewEvent)
+    assert not other.keys & mine.keys
+
+
+_account_ids = st.text("abcdefghijklmnopqrstuvwxyz0123456789_-", min_size=1, max_size=64)
+_times = st.datetimes(
+    min_value=datetime(1900, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+
+
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    account=_account_ids,
+    title_id=valid_ids.map(lambda valid: lookup_id(valid[0])),
+    action=st.sampled_from(["watched", "unwatched", "rated", "unrated"]),
+    at=_times,
+    rating=st.one_of(st.none(), st.integers(1, 10)),
+)
+async def test_the_database_keys_an_action_as_the_domain_does(
+    pool: asyncpg.Pool[Any],
+    account: str,
+    title_id: str,
+    action: str,
+    at: datetime,
+    rating: int | None,
+) -> None:
+    """Migration projections/0008 keyed the actions recorded before with the database's twin of
+    the domain's natural_key: the two must agree, or an old action's echo would be new."""
+    in_sql = await pool.fetchval(
+        "SELECT watch_action_key($1, $2, $3, $4, $5)", account, title_id, action, at, rating
+    )
+    assert in_sql == natural_key(account, title_id, action, at, rating)
 
 
 # -- the database orders ids as the domain does ------------------------------------------------

@@ -2,9 +2,9 @@
 -- Each block starts with `-- name --`; the next comment line says what it does and its parameters.
 
 -- append --
--- Append to one stream: $1 account_id, $2 stream, $3 expected version (null: any), $4 event ids, $5 types, $6 schema versions, $7 data, $8 idempotency keys (elements may be null)
+-- Append to one stream: $1 account_id, $2 stream, $3 expected version (null: any), $4 event ids, $5 types, $6 schema versions, $7 data, $8 idempotency keys, $9 the 1-based index of each key's event
 SELECT input_index, event_id, event_position, stream_version, recorded_at, transaction_id, duplicate, conflict
-FROM eventstore_append($1, $2, $3, $4, $5, $6, $7, $8);
+FROM eventstore_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
 -- purge_expected --
 -- Remove events of one account and append a tombstone, if the stream is at the expected version: $1 account_id, $2 stream, $3 positions, $4 tombstone id, $5 type, $6 schema version, $7 data, $8 expected version (null: any)
@@ -29,10 +29,12 @@ LIMIT $2;
 
 -- export_page --
 -- A page of the whole log in position order, as exported (with idempotency keys): $1 after position, $2 limit
-SELECT position, stream, version, event_id, type, schema_version, data, recorded_at, idempotency_key
-FROM events
-WHERE position > $1
-ORDER BY position
+SELECT e.position, e.stream, e.version, e.event_id, e.type, e.schema_version, e.data, e.recorded_at,
+       ARRAY(SELECT k.key FROM event_keys k
+             WHERE k.account_id = e.account_id AND k.position = e.position ORDER BY k.key)
+FROM events e
+WHERE e.position > $1
+ORDER BY e.position
 LIMIT $2;
 
 -- export_no_idle_timeout --

@@ -16,8 +16,6 @@ CREATE TABLE events (
     -- The writing transaction: readers only trust rows below the oldest running transaction,
     -- so a row whose transaction commits late is never passed over (see eventstore/tailing.py).
     transaction_id  xid8        NOT NULL DEFAULT pg_current_xact_id(),
-    -- A second idempotency key (see eventstore_append).
-    idempotency_key uuid,
     CONSTRAINT events_pkey PRIMARY KEY (account_id, position),
     CONSTRAINT events_stream_version_key UNIQUE (account_id, stream, version),
     CONSTRAINT events_event_id_key UNIQUE (account_id, event_id),
@@ -31,8 +29,18 @@ ALTER SEQUENCE events_position_seq OWNED BY events.position;
 CREATE INDEX events_position_idx ON events (position);
 CREATE INDEX events_tail_idx ON events (transaction_id, position);
 CREATE INDEX events_category_idx ON events (category, position);
-CREATE UNIQUE INDEX events_idempotency_key_key ON events (account_id, idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
+
+-- An event's idempotency keys, any number (see eventstore_append_v2); unique per partition, like
+-- event ids, and purged with their event.
+CREATE TABLE event_keys (
+    account_id  text    NOT NULL,
+    key         uuid    NOT NULL,
+    position    bigint  NOT NULL,
+    CONSTRAINT event_keys_pkey PRIMARY KEY (account_id, key)
+);
+
+-- An event's keys: for its export, and its purge.
+CREATE INDEX event_keys_position_idx ON event_keys (account_id, position);
 
 -- Append-only: ordinary code can never change or remove a row. The one sanctioned exception is
 -- eventstore_purge(), which sets a transaction-local flag for its own DELETE.
@@ -57,14 +65,15 @@ CREATE TRIGGER events_no_truncate
     FOR EACH STATEMENT EXECUTE FUNCTION events_forbid_change();
 
 -- Appends events to one stream in one statement (so one round trip, atomically).
--- An event whose id matches a stored event's id, or whose idempotency key matches a stored
--- event's key, comes back as a duplicate of it (with its position); nothing else happens for it. If any event is new and
--- p_expected_version is given but is not the stream's version, one row with conflict = true
--- and the stream's version comes back and nothing is written. Two appenders racing for the
--- same version (or id, or key) make the later one fail on a unique index: the caller retries in
--- a new transaction (a retry inside this one would keep an older transaction id than the
--- winner's). Each row names the 1-based index of the input event it answers.
-CREATE FUNCTION eventstore_append(
+-- An event whose id matches a stored event's id, or one of whose keys matches a stored event's
+-- key, comes back as a duplicate of it (with its position); nothing else happens for it. The
+-- keys come flattened: p_keys[k] belongs to the event at 1-based index p_key_events[k]. If any
+-- event is new and p_expected_version is given but is not the stream's version, one row with
+-- conflict = true and the stream's version comes back and nothing is written. Two appenders
+-- racing for the same version (or id, or key) make the later one fail on a unique index: the
+-- caller retries in a new transaction (a retry inside this one would keep an older transaction
+-- id than the winner's). Each row names the 1-based index of the input event it answers.
+CREATE FUNCTION eventstore_append_v2(
     p_account_id text,
     p_stream text,
     p_expected_version bigint,
@@ -72,7 +81,8 @@ CREATE FUNCTION eventstore_append(
     p_types text[],
     p_schema_versions integer[],
     p_data jsonb[],
-    p_keys uuid[]
+    p_keys uuid[],
+    p_key_events integer[]
 ) RETURNS TABLE (
     input_index integer,
     event_id uuid,
@@ -89,27 +99,41 @@ DECLARE
     v_found integer[];
 BEGIN
     -- Two uncorrelated index scans (= ANY of the batch's ids, of its keys), whatever the
-    -- statistics say: an OR across the two columns inside one correlated lookup can be planned
-    -- as a join filter over all of the account's events.
-    SELECT coalesce(array_agg(i.ord::integer), '{}') INTO v_found
-    FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
-    WHERE i.id IN (
-              SELECT e.event_id FROM events e
-              WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids))
-       OR i.key IN (
-              SELECT e.idempotency_key FROM events e
-              WHERE e.account_id = p_account_id AND e.idempotency_key = ANY (p_keys));
+    -- statistics say: one correlated lookup per event can be planned as a join over all of the
+    -- account's rows.
+    SELECT coalesce(array_agg(DISTINCT m.ord), '{}') INTO v_found
+    FROM (
+        SELECT i.ord::integer AS ord
+        FROM unnest(p_event_ids) WITH ORDINALITY AS i (id, ord)
+        WHERE i.id IN (
+            SELECT e.event_id FROM events e
+            WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids))
+        UNION ALL
+        SELECT k.ord
+        FROM unnest(p_keys, p_key_events) AS k (key, ord)
+        WHERE k.key IN (
+            SELECT s.key FROM event_keys s
+            WHERE s.account_id = p_account_id AND s.key = ANY (p_keys))
+    ) m;
     IF cardinality(v_found) > 0 THEN
+        -- The stored event each duplicate names: by its id, else the first by its keys.
         RETURN QUERY
             SELECT i.ord::integer, d.event_id, d.position, d.version, d.recorded_at,
                    d.transaction_id, true, false
-            FROM unnest(p_event_ids, p_keys) WITH ORDINALITY AS i (id, key, ord)
+            FROM unnest(p_event_ids) WITH ORDINALITY AS i (id, ord)
             CROSS JOIN LATERAL (
                 SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM events e WHERE e.account_id = p_account_id AND e.event_id = i.id
-                UNION ALL
-                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM events e WHERE e.account_id = p_account_id AND e.idempotency_key = i.key
+                FROM (
+                    SELECT 0 AS rank, e.position FROM events e
+                    WHERE e.account_id = p_account_id AND e.event_id = i.id
+                    UNION ALL
+                    SELECT 1, s.position
+                    FROM unnest(p_keys, p_key_events) AS k (key, ord)
+                    JOIN event_keys s ON s.account_id = p_account_id AND s.key = k.key
+                    WHERE k.ord = i.ord
+                ) m
+                JOIN events e ON e.account_id = p_account_id AND e.position = m.position
+                ORDER BY m.rank, m.position
                 LIMIT 1
             ) d
             WHERE i.ord = ANY (v_found);
@@ -131,71 +155,66 @@ BEGIN
     RETURN QUERY
         WITH inserted AS (
             INSERT INTO events AS e
-                (account_id, stream, version, event_id, type, schema_version, data, idempotency_key)
+                (account_id, stream, version, event_id, type, schema_version, data)
             SELECT p_account_id, p_stream, v_current + row_number() OVER (ORDER BY i.ord),
-                   i.id, i.type, i.schema_version, i.data, i.key
-            FROM unnest(p_event_ids, p_types, p_schema_versions, p_data, p_keys)
-                     WITH ORDINALITY AS i (id, type, schema_version, data, key, ord)
+                   i.id, i.type, i.schema_version, i.data
+            FROM unnest(p_event_ids, p_types, p_schema_versions, p_data)
+                     WITH ORDINALITY AS i (id, type, schema_version, data, ord)
             -- Not a fresh look: an id or key committed since the lookup above must fail on its
             -- unique index (and be retried, then reported as a duplicate), not vanish.
             WHERE NOT (i.ord::integer = ANY (v_found))
             ORDER BY i.ord
             RETURNING e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+        ), answered AS (
+            SELECT i.ord::integer AS ord, n.event_id, n.position, n.version, n.recorded_at,
+                   n.transaction_id
+            FROM inserted n
+            JOIN unnest(p_event_ids) WITH ORDINALITY AS i (id, ord) ON i.id = n.event_id
+        ), keyed AS (
+            INSERT INTO event_keys (account_id, key, position)
+            SELECT p_account_id, k.key, a.position
+            FROM unnest(p_keys, p_key_events) AS k (key, ord)
+            JOIN answered a ON a.ord = k.ord
         )
-        SELECT i.ord::integer, n.event_id, n.position, n.version, n.recorded_at, n.transaction_id,
+        SELECT a.ord, a.event_id, a.position, a.version, a.recorded_at, a.transaction_id,
                false, false
-        FROM inserted n
-        JOIN unnest(p_event_ids) WITH ORDINALITY AS i (id, ord) ON i.id = n.event_id;
+        FROM answered a;
 END;
 $$;
 
--- The one sanctioned way to remove events: deletes exactly the named rows of one account and
--- appends a tombstone to p_stream, in the caller's transaction. The tombstone takes the next
--- version, so a stream's versions are never reused; its id makes a retried purge a no-op.
-CREATE FUNCTION eventstore_purge(
+-- The previous release's append (one key an event, null for none), for its processes still
+-- running during a rolling upgrade: now the same append, keys and all.
+CREATE FUNCTION eventstore_append(
     p_account_id text,
     p_stream text,
-    p_positions bigint[],
-    p_tombstone_id uuid,
-    p_tombstone_type text,
-    p_tombstone_schema_version integer,
-    p_tombstone_data jsonb
-) RETURNS TABLE (deleted bigint, tombstone_position bigint, tombstone_version bigint)
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_current bigint;
-    v_deleted bigint;
-    v_position bigint;
-BEGIN
-    -- A retried purge (same tombstone id) has nothing left to do.
-    SELECT e.position, e.version INTO v_position, v_current
-    FROM events e
-    WHERE e.account_id = p_account_id AND e.event_id = p_tombstone_id;
-    IF FOUND THEN
-        RETURN QUERY SELECT 0::bigint, v_position, v_current;
-        RETURN;
-    END IF;
-
-    SELECT coalesce(max(e.version), 0) INTO v_current
-    FROM events e
-    WHERE e.account_id = p_account_id AND e.stream = p_stream;
-
-    PERFORM set_config('watchledger.purge_in_progress', 'on', true);
-    DELETE FROM events e WHERE e.account_id = p_account_id AND e.position = ANY (p_positions);
-    GET DIAGNOSTICS v_deleted = ROW_COUNT;
-    PERFORM set_config('watchledger.purge_in_progress', 'off', true);
-
-    INSERT INTO events (account_id, stream, version, event_id, type, schema_version, data)
-    VALUES (p_account_id, p_stream, v_current + 1, p_tombstone_id, p_tombstone_type,
-            p_tombstone_schema_version, p_tombstone_data)
-    RETURNING position INTO v_position;
-
-    RETURN QUERY SELECT v_deleted, v_position, v_current + 1;
-END;
+    p_expected_version bigint,
+    p_event_ids uuid[],
+    p_types text[],
+    p_schema_versions integer[],
+    p_data jsonb[],
+    p_keys uuid[]
+) RETURNS TABLE (
+    input_index integer,
+    event_id uuid,
+    event_position bigint,
+    stream_version bigint,
+    recorded_at timestamptz,
+    transaction_id xid8,
+    duplicate boolean,
+    conflict boolean
+)
+LANGUAGE sql AS $$
+    SELECT * FROM eventstore_append_v2(
+        p_account_id, p_stream, p_expected_version, p_event_ids, p_types, p_schema_versions,
+        p_data,
+        ARRAY(SELECT k.key FROM unnest(p_keys) WITH ORDINALITY AS k (key, ord)
+              WHERE k.key IS NOT NULL ORDER BY k.ord),
+        ARRAY(SELECT k.ord::integer FROM unnest(p_keys) WITH ORDINALITY AS k (key, ord)
+              WHERE k.key IS NOT NULL ORDER BY k.ord))
 $$;
 
--- The purge with an expected stream version (a concurrent append cannot slip past it); see
--- migration 0003.
+-- The purges remove their events' keys with them. The first purge is now the second's, with
+-- no expected version.
 CREATE FUNCTION eventstore_purge_v2(
     p_account_id text,
     p_stream text,
@@ -236,6 +255,7 @@ BEGIN
     DELETE FROM events e WHERE e.account_id = p_account_id AND e.position = ANY (p_positions);
     GET DIAGNOSTICS v_deleted = ROW_COUNT;
     PERFORM set_config('watchledger.purge_in_progress', 'off', true);
+    DELETE FROM event_keys k WHERE k.account_id = p_account_id AND k.position = ANY (p_positions);
 
     INSERT INTO events (account_id, stream, version, event_id, type, schema_version, data)
     VALUES (p_account_id, p_stream, v_current + 1, p_tombstone_id, p_tombstone_type,
@@ -244,4 +264,20 @@ BEGIN
 
     RETURN QUERY SELECT v_deleted, v_position, v_current + 1, v_transaction, false;
 END;
+$$;
+
+CREATE FUNCTION eventstore_purge(
+    p_account_id text,
+    p_stream text,
+    p_positions bigint[],
+    p_tombstone_id uuid,
+    p_tombstone_type text,
+    p_tombstone_schema_version integer,
+    p_tombstone_data jsonb
+) RETURNS TABLE (deleted bigint, tombstone_position bigint, tombstone_version bigint)
+LANGUAGE sql AS $$
+    SELECT p.deleted, p.tombstone_position, p.tombstone_version
+    FROM eventstore_purge_v2(p_account_id, p_stream, p_positions, p_tombstone_id,
+                             p_tombstone_type, p_tombstone_schema_version, p_tombstone_data,
+                             NULL) p
 $$;

@@ -17,7 +17,7 @@ import msgspec
 from eventstore import NewEvent
 
 from .account import Account
-from .events import UNRATED_ACTIONS, Rated, WatchAction, natural_event_id, registry, to_utc
+from .events import UNRATED_ACTIONS, Rated, WatchAction, natural_keys, registry, to_utc
 from .titles import GuidRejected, classify_ids
 
 # How far ahead of the clock an action's `at` may be (clocks of clients and servers drift).
@@ -86,12 +86,13 @@ def decide_action(account_id: str, action: ReportedAction, now: datetime) -> New
         event = Rated(guid=guid, ids=ids, at=at, rating=rating, baseline=action.baseline)
     else:
         event = UNRATED_ACTIONS[action.type](guid=guid, ids=ids, at=at, baseline=action.baseline)
-    # Two keys: the client's id (a retry of the same request, even with another `at`), and
-    # the natural key (the same action reported again: a retry without an id, or a server
-    # echoing a change it was sent — including one first made with a client id).
-    natural = natural_event_id(account_id, guid, action.type, at, rating)
-    new = registry.new(event, event_id=action.client_id or natural)
-    return msgspec.structs.replace(new, idempotency_key=natural)
+    # Its names: the client's id (a retry of the same request, even with another `at`), and
+    # a natural key under each id of the title (the same action reported again: a retry
+    # without an id, or a server echoing a change it was sent under its own ids for the title —
+    # including one first made with a client id).
+    natural = natural_keys(account_id, (guid, *ids), action.type, at, rating)
+    new = registry.new(event, event_id=action.client_id or natural[0])
+    return msgspec.structs.replace(new, idempotency_keys=natural)
 
 
 def decide_server_action(

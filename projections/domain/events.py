@@ -15,8 +15,11 @@ one: a server's summary of what the account watched before it synced.)
 
 from __future__ import annotations
 
+import calendar
+import hashlib
 import re
 import uuid
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import ClassVar, Literal
 
@@ -194,19 +197,32 @@ UNRATED_ACTIONS: dict[str, type[Watched | Unwatched | Unrated]] = {
     "unrated": Unrated,
 }
 
-# Natural-key event ids: an action without a client id is a duplicate of another with the
-# same (account, GUID, type, at to the whole second, rating) — product rule 5: some servers
-# keep no finer time (Emby keeps whole seconds), so their echo of a change must match it. The
-# same inputs always give the same event id.
-_NATURAL_KEY_NAMESPACE = uuid.UUID("5d3f7c1e-9a0b-4c2d-8e6f-1a2b3c4d5e6f")
+# Natural keys (product rule 5): an action is a duplicate of a recorded one with the same
+# account, type, `at` to the whole second (some servers keep no finer time: Emby keeps whole
+# seconds) and rating, that shares any id with it. So an action has one natural key per id of
+# its title, and the event store finds a duplicate by any of them with an index lookup. A key is
+# the first 128 bits of a SHA-256 of those fields, as a version-8 UUID; the projections' SQL
+# function watch_action_key() gives the same (a test keeps the two equal), for events recorded
+# before keys were per id.
 
 
-def natural_event_id(
-    account_id: str, guid: str, action: str, at: datetime, rating: int | None
+def natural_key(
+    account_id: str, title_id: str, action: str, at: datetime, rating: int | None
 ) -> uuid.UUID:
-    second = to_utc(at).replace(microsecond=0).isoformat()
-    key = f"{account_id}\x1f{guid}\x1f{action}\x1f{second}\x1f{rating}"
-    return uuid.uuid5(_NATURAL_KEY_NAMESPACE, key)
+    """The natural key of an action under one id of its title."""
+    second = calendar.timegm(to_utc(at).utctimetuple())  # floor, before 1970 too
+    fields = (account_id, title_id, action, str(second), "" if rating is None else str(rating))
+    digest = bytearray(hashlib.sha256("\x1f".join(fields).encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: a custom UUID
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    return uuid.UUID(bytes=bytes(digest))
+
+
+def natural_keys(
+    account_id: str, ids: Iterable[str], action: str, at: datetime, rating: int | None
+) -> tuple[uuid.UUID, ...]:
+    """The action's natural keys, one an id, in the ids' order."""
+    return tuple(natural_key(account_id, i, action, at, rating) for i in ids)
 
 
 def to_utc(at: datetime) -> datetime:

@@ -317,3 +317,19 @@ LANGUAGE sql STABLE AS $$
     SELECT coalesce(
         (SELECT t.title FROM title_ids t WHERE t.account_id = p_account AND t.id = p_id), p_id)
 $$;
+
+-- Product rule 5 across ids: an action is a duplicate of a recorded one with the same account,
+-- type, `at` to the whole second and rating, that shares any id with it. Each watch action is
+-- appended with one natural key per id of its title (projections/domain/events.py's
+-- natural_key; this function gives the same, and a test keeps the two equal), and the event
+-- store finds a duplicate by any of them. Migration 0008 keyed the actions recorded before.
+CREATE FUNCTION watch_action_key(p_account_id text, p_id text, p_type text, p_at timestamptz,
+                                 p_rating integer) RETURNS uuid
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT encode(set_byte(set_byte(h, 6, (get_byte(h, 6) & 15) | 128),
+                           8, (get_byte(h, 8) & 63) | 128), 'hex')::uuid
+    FROM (SELECT substring(sha256(convert_to(concat_ws(chr(31), p_account_id, p_id, p_type,
+                                                       floor(extract(epoch FROM p_at))::text,
+                                                       coalesce(p_rating::text, '')),
+                                             'UTF8')) FROM 1 FOR 16) AS h) AS digest
+$$;

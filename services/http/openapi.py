@@ -39,9 +39,10 @@ with an edition, and in-progress playback, are not synced either.
 
 **Retries are safe with a client id.** Give each action an `id` (a UUID of your own): sending it
 again — after a timeout, a lost answer, a crash — answers `duplicate` and records nothing more.
-Without an `id`, an action with the same title, type, time (to the whole second) and rating as
-a recorded one is the duplicate (so a server echoing back a change it was sent records nothing,
-even if it keeps no finer time than seconds).
+Without an `id`, an action with the same type, time (to the whole second) and rating as a
+recorded one, naming the title by any id the recorded one also named, is the duplicate (so a
+server echoing back a change it was sent records nothing, even under its own ids for the title
+and with no finer time than seconds).
 
 **Errors** are `application/problem+json` with a stable `code`. Malformed HTTP gets 400
 `bad_request`; while the database cannot be reached, 503 `database_unavailable` with

@@ -78,8 +78,8 @@ TITLE_IDS_DESCRIPTION = "Every id of the title, in that order (`guid` first)."
 CLIENT_ID_DESCRIPTION = (
     "Your id for this action (a UUID). Send one to make retries safe: an action with an id "
     "already recorded is a `duplicate`, even if its other fields differ. Without one, an "
-    "action with the same title, type, time (to the whole second) and rating as a recorded "
-    "one is the duplicate."
+    "action with the same type, time (to the whole second) and rating as a recorded one, "
+    "naming the title by any id the recorded one also named, is the duplicate."
 )
 
 

@@ -297,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Write every event of the log on standard output, one JSON object a line, in "
             "position order: position, stream, version, event_id, type, schema_version, data, "
-            "recorded_at, idempotency_key. The export reads one consistent snapshot of the log."
+            "recorded_at, idempotency_keys. The export reads one consistent snapshot of the log."
         ),
     )
     e.add_argument(

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from eventstore import EventStoreError, StreamName
 from eventstore.database import Connection
 from eventstore.exchange import ExportedEvent
@@ -24,6 +26,19 @@ class ImportRules:
             raise ValueError(str(exc)) from exc
         except ValueError as exc:  # msgspec's errors of the data's shape are ValueErrors
             raise ValueError(f"{event.type} data: {exc}") from exc
+
+    def keys(self, event: ExportedEvent) -> tuple[uuid.UUID, ...]:
+        """A watch action's natural keys (product rule 5), which an earlier release's export
+        may lack (it had one, under the action's guid)."""
+        stream = StreamName.parse(event.stream)
+        if stream.category != "watch":
+            return ()
+        action = domain.registry.decode(event.recorded())
+        if not isinstance(action, domain.WatchAction):
+            return ()
+        rating = action.rating if isinstance(action, domain.Rated) else None
+        ids = (action.guid, *action.ids)
+        return domain.natural_keys(stream.id, ids, event.type, action.at, rating)
 
     def concerns(self, event: ExportedEvent) -> bool:
         return event.type == domain.ServerRegistered.event_type and (

@@ -1,0 +1,242 @@
+-- Any number of idempotency keys per event. An event may be known by several names (in
+-- watchledger: a client's id, and the natural key of the action it records under each id of its
+-- title, product rule 5); an append whose event id equals a stored event's id, or one of whose
+-- keys equals a stored event's key, is a duplicate of it. Keys are unique per partition, like
+-- event ids, and go with their event when it is purged.
+--
+-- They move from the one-key column of migration 0002 to a table of their own: a unique index
+-- cannot look inside an array, and a row a key keeps each lookup an index probe.
+
+CREATE TABLE event_keys (
+    account_id  text    NOT NULL,
+    key         uuid    NOT NULL,
+    position    bigint  NOT NULL,
+    CONSTRAINT event_keys_pkey PRIMARY KEY (account_id, key)
+);
+
+-- An event's keys: for its export, and its purge.
+CREATE INDEX event_keys_position_idx ON event_keys (account_id, position);
+
+INSERT INTO event_keys (account_id, key, position)
+SELECT account_id, idempotency_key, position FROM events WHERE idempotency_key IS NOT NULL;
+
+-- Appends events to one stream in one statement (so one round trip, atomically).
+-- An event whose id matches a stored event's id, or one of whose keys matches a stored event's
+-- key, comes back as a duplicate of it (with its position); nothing else happens for it. The
+-- keys come flattened: p_keys[k] belongs to the event at 1-based index p_key_events[k]. If any
+-- event is new and p_expected_version is given but is not the stream's version, one row with
+-- conflict = true and the stream's version comes back and nothing is written. Two appenders
+-- racing for the same version (or id, or key) make the later one fail on a unique index: the
+-- caller retries in a new transaction (a retry inside this one would keep an older transaction
+-- id than the winner's). Each row names the 1-based index of the input event it answers.
+CREATE FUNCTION eventstore_append_v2(
+    p_account_id text,
+    p_stream text,
+    p_expected_version bigint,
+    p_event_ids uuid[],
+    p_types text[],
+    p_schema_versions integer[],
+    p_data jsonb[],
+    p_keys uuid[],
+    p_key_events integer[]
+) RETURNS TABLE (
+    input_index integer,
+    event_id uuid,
+    event_position bigint,
+    stream_version bigint,
+    recorded_at timestamptz,
+    transaction_id xid8,
+    duplicate boolean,
+    conflict boolean
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_current bigint;
+    v_found integer[];
+BEGIN
+    -- Two uncorrelated index scans (= ANY of the batch's ids, of its keys), whatever the
+    -- statistics say: one correlated lookup per event can be planned as a join over all of the
+    -- account's rows.
+    SELECT coalesce(array_agg(DISTINCT m.ord), '{}') INTO v_found
+    FROM (
+        SELECT i.ord::integer AS ord
+        FROM unnest(p_event_ids) WITH ORDINALITY AS i (id, ord)
+        WHERE i.id IN (
+            SELECT e.event_id FROM events e
+            WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids))
+        UNION ALL
+        SELECT k.ord
+        FROM unnest(p_keys, p_key_events) AS k (key, ord)
+        WHERE k.key IN (
+            SELECT s.key FROM event_keys s
+            WHERE s.account_id = p_account_id AND s.key = ANY (p_keys))
+    ) m;
+    IF cardinality(v_found) > 0 THEN
+        -- The stored event each duplicate names: by its id, else the first by its keys.
+        RETURN QUERY
+            SELECT i.ord::integer, d.event_id, d.position, d.version, d.recorded_at,
+                   d.transaction_id, true, false
+            FROM unnest(p_event_ids) WITH ORDINALITY AS i (id, ord)
+            CROSS JOIN LATERAL (
+                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+                FROM (
+                    SELECT 0 AS rank, e.position FROM events e
+                    WHERE e.account_id = p_account_id AND e.event_id = i.id
+                    UNION ALL
+                    SELECT 1, s.position
+                    FROM unnest(p_keys, p_key_events) AS k (key, ord)
+                    JOIN event_keys s ON s.account_id = p_account_id AND s.key = k.key
+                    WHERE k.ord = i.ord
+                ) m
+                JOIN events e ON e.account_id = p_account_id AND e.position = m.position
+                ORDER BY m.rank, m.position
+                LIMIT 1
+            ) d
+            WHERE i.ord = ANY (v_found);
+        IF cardinality(v_found) = cardinality(p_event_ids) THEN
+            RETURN;
+        END IF;
+    END IF;
+
+    SELECT coalesce(max(e.version), 0) INTO v_current
+    FROM events e
+    WHERE e.account_id = p_account_id AND e.stream = p_stream;
+
+    IF p_expected_version IS NOT NULL AND p_expected_version <> v_current THEN
+        RETURN QUERY SELECT NULL::integer, NULL::uuid, NULL::bigint, v_current, NULL::timestamptz,
+                            NULL::xid8, false, true;
+        RETURN;
+    END IF;
+
+    RETURN QUERY
+        WITH inserted AS (
+            INSERT INTO events AS e
+                (account_id, stream, version, event_id, type, schema_version, data)
+            SELECT p_account_id, p_stream, v_current + row_number() OVER (ORDER BY i.ord),
+                   i.id, i.type, i.schema_version, i.data
+            FROM unnest(p_event_ids, p_types, p_schema_versions, p_data)
+                     WITH ORDINALITY AS i (id, type, schema_version, data, ord)
+            -- Not a fresh look: an id or key committed since the lookup above must fail on its
+            -- unique index (and be retried, then reported as a duplicate), not vanish.
+            WHERE NOT (i.ord::integer = ANY (v_found))
+            ORDER BY i.ord
+            RETURNING e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
+        ), answered AS (
+            SELECT i.ord::integer AS ord, n.event_id, n.position, n.version, n.recorded_at,
+                   n.transaction_id
+            FROM inserted n
+            JOIN unnest(p_event_ids) WITH ORDINALITY AS i (id, ord) ON i.id = n.event_id
+        ), keyed AS (
+            INSERT INTO event_keys (account_id, key, position)
+            SELECT p_account_id, k.key, a.position
+            FROM unnest(p_keys, p_key_events) AS k (key, ord)
+            JOIN answered a ON a.ord = k.ord
+        )
+        SELECT a.ord, a.event_id, a.position, a.version, a.recorded_at, a.transaction_id,
+               false, false
+        FROM answered a;
+END;
+$$;
+
+-- The previous release's append (one key an event, null for none), for its processes still
+-- running during a rolling upgrade: now the same append, keys and all.
+CREATE OR REPLACE FUNCTION eventstore_append(
+    p_account_id text,
+    p_stream text,
+    p_expected_version bigint,
+    p_event_ids uuid[],
+    p_types text[],
+    p_schema_versions integer[],
+    p_data jsonb[],
+    p_keys uuid[]
+) RETURNS TABLE (
+    input_index integer,
+    event_id uuid,
+    event_position bigint,
+    stream_version bigint,
+    recorded_at timestamptz,
+    transaction_id xid8,
+    duplicate boolean,
+    conflict boolean
+)
+LANGUAGE sql AS $$
+    SELECT * FROM eventstore_append_v2(
+        p_account_id, p_stream, p_expected_version, p_event_ids, p_types, p_schema_versions,
+        p_data,
+        ARRAY(SELECT k.key FROM unnest(p_keys) WITH ORDINALITY AS k (key, ord)
+              WHERE k.key IS NOT NULL ORDER BY k.ord),
+        ARRAY(SELECT k.ord::integer FROM unnest(p_keys) WITH ORDINALITY AS k (key, ord)
+              WHERE k.key IS NOT NULL ORDER BY k.ord))
+$$;
+
+DROP INDEX events_idempotency_key_key;
+ALTER TABLE events DROP COLUMN idempotency_key;
+
+-- The purges remove their events' keys with them. The first purge is now the second's, with
+-- no expected version.
+CREATE OR REPLACE FUNCTION eventstore_purge_v2(
+    p_account_id text,
+    p_stream text,
+    p_positions bigint[],
+    p_tombstone_id uuid,
+    p_tombstone_type text,
+    p_tombstone_schema_version integer,
+    p_tombstone_data jsonb,
+    p_expected_version bigint
+) RETURNS TABLE (deleted bigint, tombstone_position bigint, tombstone_version bigint,
+                 tombstone_transaction_id xid8, conflict boolean)
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_current bigint;
+    v_deleted bigint;
+    v_position bigint;
+    v_transaction xid8;
+BEGIN
+    -- A retried purge (same tombstone id) has nothing left to do.
+    SELECT e.position, e.version, e.transaction_id INTO v_position, v_current, v_transaction
+    FROM events e
+    WHERE e.account_id = p_account_id AND e.event_id = p_tombstone_id;
+    IF FOUND THEN
+        RETURN QUERY SELECT 0::bigint, v_position, v_current, v_transaction, false;
+        RETURN;
+    END IF;
+
+    SELECT coalesce(max(e.version), 0) INTO v_current
+    FROM events e
+    WHERE e.account_id = p_account_id AND e.stream = p_stream;
+
+    IF p_expected_version IS NOT NULL AND p_expected_version <> v_current THEN
+        RETURN QUERY SELECT 0::bigint, NULL::bigint, v_current, NULL::xid8, true;
+        RETURN;
+    END IF;
+
+    PERFORM set_config('watchledger.purge_in_progress', 'on', true);
+    DELETE FROM events e WHERE e.account_id = p_account_id AND e.position = ANY (p_positions);
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    PERFORM set_config('watchledger.purge_in_progress', 'off', true);
+    DELETE FROM event_keys k WHERE k.account_id = p_account_id AND k.position = ANY (p_positions);
+
+    INSERT INTO events (account_id, stream, version, event_id, type, schema_version, data)
+    VALUES (p_account_id, p_stream, v_current + 1, p_tombstone_id, p_tombstone_type,
+            p_tombstone_schema_version, p_tombstone_data)
+    RETURNING position, transaction_id INTO v_position, v_transaction;
+
+    RETURN QUERY SELECT v_deleted, v_position, v_current + 1, v_transaction, false;
+END;
+$$;
+
+CREATE OR REPLACE FUNCTION eventstore_purge(
+    p_account_id text,
+    p_stream text,
+    p_positions bigint[],
+    p_tombstone_id uuid,
+    p_tombstone_type text,
+    p_tombstone_schema_version integer,
+    p_tombstone_data jsonb
+) RETURNS TABLE (deleted bigint, tombstone_position bigint, tombstone_version bigint)
+LANGUAGE sql AS $$
+    SELECT p.deleted, p.tombstone_position, p.tombstone_version
+    FROM eventstore_purge_v2(p_account_id, p_stream, p_positions, p_tombstone_id,
+                             p_tombstone_type, p_tombstone_schema_version, p_tombstone_data,
+                             NULL) p
+$$;
