@@ -105,6 +105,9 @@ class ActivityProjection:
     tables = ("activity", "activity_profiles")
     purges = TOMBSTONES
 
+    def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
+        return []
+
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         if event.type not in _FOLDED:
             return []  # not decoded either: an event it cannot read is another fold's poison

@@ -33,6 +33,9 @@ class FriendsProjection:
     tables = ("friend_requests",)
     purges: frozenset[str] = frozenset()
 
+    def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
+        return []
+
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         if event.type not in _FOLDED:
             return []  # not decoded either: an event it cannot read is another fold's poison

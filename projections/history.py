@@ -46,6 +46,9 @@ class WatchHistoryProjection:
     tables = ("watch_history",)
     purges = TOMBSTONES
 
+    def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
+        return []
+
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         decoded = account_event(event)
         return [] if decoded is None else _fold(decoded[1], decoded[0], event)

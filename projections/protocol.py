@@ -4,7 +4,8 @@
 A projection declares its **tables** (it is their one owner) and offers:
 
 (a) :meth:`Projection.apply` — the live fold: the statements that fold one event in, applied by
-    :mod:`projections.runner` with the checkpoint in the same transaction;
+    :mod:`projections.runner` with the checkpoint in the same transaction (after
+    :meth:`Projection.prepare`'s for the batch, if any);
 (b) :meth:`Projection.rebuild` — the set-based fold of a :class:`Slice` of the log: one statement
     per event kind over every event of the slice (the whole log, a range of it, or one
     account's part), never a loop over events. Run over consecutive slices in tailing order,
@@ -86,6 +87,13 @@ class Projection(Protocol):
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         """The statements that fold ``event`` in; [] for events it does not care about.
         Pure: the same event always gives the same statements."""
+        ...
+
+    def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
+        """Statements run before a batch's folds (:meth:`apply` of each of ``events``, in
+        order), in their transaction: work the folds would do event by event, done for the
+        batch at once. The rows after the folds are the same with or without them. Pure; []
+        for none. (A batch with a poison event is applied event by event, without them.)"""
         ...
 
     def rebuild(self, part: Slice) -> Sequence[Op]:

@@ -250,7 +250,7 @@ class ProjectionRunner:
         return new_cursor
 
     def _fold(self, events: Sequence[RecordedEvent]) -> list[Op]:
-        ops: list[Op] = []
+        ops: list[Op] = list(self.projection.prepare(events))
         for event in events:
             if event.type in TOMBSTONES:
                 # Something of the account was purged before this tombstone: rebuild its rows

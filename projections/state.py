@@ -12,6 +12,7 @@ the state it points to.
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from functools import singledispatch
 
@@ -40,6 +41,28 @@ from .protocol import Op, Slice
 QUERIES = load_queries("projections", "sql/state.sql")
 
 TABLES = ("watch_state", "title_ids", "sync_accounts", "sync_access")
+# The rating a fold can store (smallint): an event with another is dead-lettered.
+_SMALLINT = range(-(2**15), 2**15)
+
+
+def _named_ids(recorded: RecordedEvent) -> tuple[str, frozenset[str]] | None:
+    """(account, the ids it names its title by) of a watch action the live fold will fold;
+    None for any other event, or one it will dead-letter."""
+    if recorded.type not in ("watched", "unwatched", "rated", "unrated"):
+        return None
+    try:
+        decoded = account_event(recorded)
+        check_stored(recorded, "watch")
+    except Exception:  # noqa: BLE001 - its fold dead-letters it; this only looks ahead
+        return None
+    if decoded is None:
+        return None
+    account, event = decoded
+    if not isinstance(event, Watched | Unwatched | Rated | Unrated):
+        return None
+    if isinstance(event, Rated) and event.rating not in _SMALLINT:
+        return None
+    return account, frozenset((event.guid, *event.ids))
 
 
 @singledispatch
@@ -137,6 +160,31 @@ class WatchStateProjection:
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         decoded = account_event(event)
         return [] if decoded is None else _fold(decoded[1], decoded[0], event)
+
+    def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
+        """The first links of the batch's new titles, in one statement: an action naming a
+        title by ids the account never used (nor any title, state or pending change of
+        theirs) and that no other action of the batch shares would link them in its own fold
+        (a title_link call each, its dearest kind); linked first, its fold finds the title at
+        once. Anything else — a merge, an id two id sets of the batch share — is left to the
+        folds, in order. Links are a union, so linking these first changes no row."""
+        sets: dict[str, set[frozenset[str]]] = defaultdict(set)
+        for event in events:
+            named = _named_ids(event)
+            if named is not None and len(named[1]) > 1:
+                sets[named[0]].add(named[1])
+        accounts: list[str] = []
+        numbers: list[int] = []
+        ids: list[str] = []
+        for account, found in sets.items():
+            uses = Counter(i for ids_of_set in found for i in ids_of_set)
+            for number, ids_of_set in enumerate(found):
+                if any(uses[i] > 1 for i in ids_of_set):
+                    continue
+                accounts += [account] * len(ids_of_set)
+                numbers += [number] * len(ids_of_set)
+                ids += ids_of_set
+        return [Op(QUERIES["state_link_new"], (accounts, numbers, ids))] if ids else []
 
     def rebuild(self, part: Slice) -> Sequence[Op]:
         # The cut first (a state deletion in the slice forgets what earlier slices gave), then

@@ -59,6 +59,9 @@ class Sabotaged:
     def skipped(self, part: Slice) -> Op:
         return self.inner.skipped(part)
 
+    def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
+        return self.inner.prepare(events)
+
     def apply(self, event: RecordedEvent) -> Sequence[Op]:
         ops = list(self.inner.apply(event))
         self.seen += 1

@@ -5,7 +5,8 @@ once, with every id; counts, history, baselines and deletions by title."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -14,7 +15,9 @@ from aiohttp.test_utils import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from eventstore import NewEvent
+from eventstore import EventStore, NewEvent
+from eventstore.database import Connection
+from projections import domain
 from projections.domain import (
     ReportedAction,
     TitleLinks,
@@ -23,7 +26,8 @@ from projections.domain import (
     natural_key,
     shown_order,
 )
-from tests.api import MOVIE, MOVIE_2, create_account, post_actions, settle, t
+from projections.state import WatchStateProjection
+from tests.api import MOVIE, MOVIE_2, T0, create_account, post_actions, settle, t
 from tests.servers import pull, send, setup_owner_with_server, sync
 from tests.test_api_state import all_state, in_two_orders, state_of
 from tests.test_titles import valid_ids
@@ -508,3 +512,99 @@ async def test_the_database_shows_ids_in_the_domains_order(
         sorted(set(normalised)),
     )
     assert [row["x"] for row in rows] == shown_order(normalised)
+
+
+# -- the batch's first links, made before its folds, change no row -----------------------------
+
+_pool_ids = st.sampled_from([MOVIE, IMDB, TMDB, TVDB, MOVIE_2, IMDB_2, TMDB_2])
+_actions = st.lists(
+    st.tuples(
+        st.sets(_pool_ids, min_size=1, max_size=3),
+        st.sampled_from(["watched", "unwatched", "rated"]),
+        st.integers(0, 50),
+    ),
+    min_size=1,
+    max_size=10,
+)
+
+
+async def _fold(conn: Connection, ops: list[Any]) -> dict[str, list[Any]]:
+    """Run the ops in a transaction that is rolled back; the rows they gave."""
+    tables = {
+        "watch_state": "SELECT * FROM watch_state ORDER BY account_id, guid",
+        "title_ids": "SELECT * FROM title_ids ORDER BY account_id, id",
+        # Sequence numbers are not rolled back: the order of the queue, not its numbers.
+        "sync_queue": "SELECT account_id, server_id, kind, guid FROM sync_queue ORDER BY seq",
+    }
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        for op in ops:
+            await conn.fetch(op.query, *op.args)
+        return {name: [tuple(r) for r in await conn.fetch(sql)] for name, sql in tables.items()}
+    finally:
+        await tx.rollback()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(before=_actions, batch=_actions)
+async def test_linking_a_batchs_new_titles_first_gives_the_folds_rows(
+    store: EventStore, pool: asyncpg.Pool[Any], before: list[Any], batch: list[Any]
+) -> None:
+    """WatchStateProjection.prepare links a batch's new titles before its folds: with it or
+    without it, the batch gives the same states, links and queue — after any earlier events
+    (titles known, states, pending changes) and whatever the batch's ids share."""
+    account = f"acc{uuid.uuid4().hex[:8]}"
+    projection = WatchStateProjection()
+
+    def events(actions: list[Any], offset: int) -> list[NewEvent]:
+        made = []
+        for n, (ids, kind, minute) in enumerate(actions):
+            guid, *more = sorted(ids)
+            at = T0 + timedelta(minutes=minute, seconds=offset + n)
+            event = (
+                domain.Rated(guid=guid, ids=tuple(more), at=at, rating=minute % 10 + 1)
+                if kind == "rated"
+                else domain.UNRATED_ACTIONS[kind](guid=guid, ids=tuple(more), at=at)
+            )
+            made.append(domain.registry.new(event))
+        return made
+
+    await pool.execute("INSERT INTO sync_accounts VALUES ($1, true)", account)
+    await pool.execute("INSERT INTO sync_access VALUES ($1, 's1')", account)
+    stream = domain.watch_stream(account)
+    await store.append(stream, events(before, 0))
+    await store.append(stream, events(batch, 1000))
+    recorded = await store.read_stream(stream)
+    first, second = recorded[: len(before)], recorded[len(before) :]
+    async with pool.acquire() as conn:
+        ops = [*projection.prepare(first), *(op for e in first for op in projection.apply(e))]
+        for op in ops:
+            await conn.fetch(op.query, *op.args)
+        folds = [op for e in second for op in projection.apply(e)]
+        with_links = await _fold(conn, [*projection.prepare(second), *folds])
+        without = await _fold(conn, folds)
+    assert with_links == without
+
+
+async def test_a_batchs_new_titles_are_linked_before_its_folds(
+    store: EventStore, pool: asyncpg.Pool[Any]
+) -> None:
+    at = T0
+    new = domain.registry.new
+    batch = [
+        new(domain.Watched(guid=MOVIE, ids=(IMDB, TMDB), at=at)),  # new: linked first
+        new(domain.Watched(guid=TVDB, at=at)),  # one id: nothing to link
+        new(domain.Watched(guid=MOVIE_2, ids=(IMDB_2,), at=at)),  # shares IMDB_2 with the next:
+        new(domain.Rated(guid=TMDB_2, ids=(IMDB_2,), at=at, rating=3)),  # left to the folds
+    ]
+    await store.append(domain.watch_stream("ann"), batch)
+    recorded = await store.read_stream(domain.watch_stream("ann"))
+    [op] = WatchStateProjection().prepare(recorded)
+    assert await pool.fetchval(op.query, *op.args) == 2
+    rows = await pool.fetch("SELECT id, title FROM title_ids ORDER BY id")
+    assert [tuple(r) for r in rows] == [(IMDB, MOVIE), (TMDB, MOVIE)]
+    # Known now: linking them again is the folds' (nothing new here).
+    assert await pool.fetchval(op.query, *op.args) == 0

@@ -201,28 +201,40 @@ UNRATED_ACTIONS: dict[str, type[Watched | Unwatched | Unrated]] = {
 # account, type, `at` to the whole second (some servers keep no finer time: Emby keeps whole
 # seconds) and rating, that shares any id with it. So an action has one natural key per id of
 # its title, and the event store finds a duplicate by any of them with an index lookup. A key is
-# the first 128 bits of a SHA-256 of those fields, as a version-8 UUID; the projections' SQL
-# function watch_action_key() gives the same (a test keeps the two equal), for events recorded
-# before keys were per id.
+# a version-8 UUID: the action's second, then 74 bits of a SHA-256 of those fields; the
+# projections' SQL function watch_action_key() gives the same (a test keeps the two equal), for
+# events recorded before keys were per id.
 
 
 def natural_key(
     account_id: str, title_id: str, action: str, at: datetime, rating: int | None
 ) -> uuid.UUID:
     """The natural key of an action under one id of its title."""
-    second = calendar.timegm(to_utc(at).utctimetuple())  # floor, before 1970 too
-    fields = (account_id, title_id, action, str(second), "" if rating is None else str(rating))
-    digest = bytearray(hashlib.sha256("\x1f".join(fields).encode()).digest()[:16])
-    digest[6] = (digest[6] & 0x0F) | 0x80  # version 8: a custom UUID
-    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
-    return uuid.UUID(bytes=bytes(digest))
+    return natural_keys(account_id, (title_id,), action, at, rating)[0]
 
 
 def natural_keys(
     account_id: str, ids: Iterable[str], action: str, at: datetime, rating: int | None
 ) -> tuple[uuid.UUID, ...]:
     """The action's natural keys, one an id, in the ids' order."""
-    return tuple(natural_key(account_id, i, action, at, rating) for i in ids)
+    second = calendar.timegm(to_utc(at).utctimetuple())  # floor, before 1970 too
+    head = f"{account_id}\x1f".encode()
+    tail = f"\x1f{action}\x1f{second}\x1f{'' if rating is None else rating}".encode()
+    stamp = (second + _SECOND_OFFSET) << 80
+    return tuple(_as_uuid(stamp, hashlib.sha256(head + i.encode() + tail).digest()) for i in ids)
+
+
+def _as_uuid(stamp: int, digest: bytes) -> uuid.UUID:
+    """A version-8 (custom) UUID of the RFC 4122 variant: the second in its first 48 bits (keys
+    of recent actions sit together in the index, as a UUIDv7's do), then the digest's bits."""
+    value = stamp | int.from_bytes(digest[6:16])
+    return uuid.UUID(int=value & _UUID_FIELDS | _UUID_VERSION_8)
+
+
+# Seconds from 1970 offset by 2**47, so every time a datetime holds fits 48 bits unsigned.
+_SECOND_OFFSET = 2**47
+_UUID_FIELDS = ~((0xF << 76) | (0x3 << 62)) & (2**128 - 1)  # all but the version and variant
+_UUID_VERSION_8 = (0x8 << 76) | (0x2 << 62)
 
 
 def to_utc(at: datetime) -> datetime:

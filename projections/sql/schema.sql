@@ -233,18 +233,23 @@ $$;
 -- into its state by last-writer-wins, part by part, exactly as their events would have. With
 -- p_queue (the live fold; a rebuild passes false and leaves the queues alone), their pending
 -- changes move to it, and when two of them had a state, the merged state is queued once.
--- Its statements look up a few rows of one account by key: they are planned so (no sequential
--- scan), however few rows the statistics last saw (a plan cached while the table was small
--- would otherwise scan the account's rows on every call as they grow).
+-- Its statements look up a few rows of one account by key, one key at a time: they are planned
+-- so (no sequential scan, no `= ANY (array)` filter), however few rows the statistics last saw
+-- (a plan cached while the table was small would otherwise scan the account's rows on every
+-- call as they grow).
 CREATE FUNCTION title_link(p_account text, p_ids text[], p_queue boolean) RETURNS text
 LANGUAGE plpgsql SET enable_seqscan = off AS $$
 DECLARE
     v_titles text[];
     v_title text;
+    v_other text;
+    v_server text;
     v_stated integer;
+    v_linked integer;
     v_gone record;
 BEGIN
-    -- One primary-key lookup per id, whatever the statistics say of the account's rows.
+    -- The titles the ids name now: one primary-key lookup per id, whatever the statistics say
+    -- of the account's rows.
     SELECT array_agg(DISTINCT coalesce(
                (SELECT t.title FROM title_ids t WHERE t.account_id = p_account AND t.id = i.id),
                i.id))
@@ -256,45 +261,67 @@ BEGIN
     SELECT x INTO v_title FROM unnest(v_titles) AS x
     ORDER BY title_id_rank(x), x COLLATE "C"
     LIMIT 1;
-    UPDATE title_ids SET title = v_title
-    WHERE account_id = p_account AND title = ANY (v_titles) AND title <> v_title;
-    INSERT INTO title_ids (account_id, id, title)
-    SELECT p_account, x, v_title FROM unnest(v_titles) AS x WHERE x <> v_title;
-    SELECT count(*) INTO v_stated FROM watch_state
-    WHERE account_id = p_account AND guid = ANY (v_titles);
-    FOR v_gone IN
-        DELETE FROM watch_state
-        WHERE account_id = p_account AND guid = ANY (v_titles) AND guid <> v_title
-        RETURNING kind, watched, watched_at, watch_position, watch_recorded_at,
-                  rating, rated_at, rate_position, rate_recorded_at
-    LOOP
-        IF v_gone.watch_position IS NOT NULL THEN
-            PERFORM state_put_watch(p_account, v_title, v_gone.kind, v_gone.watched,
-                                    v_gone.watched_at, v_gone.watch_position,
-                                    v_gone.watch_recorded_at, false);
+    -- What the titles bring (links to the others, states: one probe a key), as the others'
+    -- ids link to the title.
+    WITH brought AS (
+        SELECT count(*) FILTER (WHERE x.stated) AS stated,
+               count(*) FILTER (WHERE x.linked) AS linked
+        FROM (
+            SELECT (SELECT true FROM watch_state s
+                    WHERE s.account_id = p_account AND s.guid = o.title) AS stated,
+                   o.title <> v_title AND (SELECT true FROM title_ids t
+                                           WHERE t.account_id = p_account AND t.title = o.title
+                                           LIMIT 1) AS linked
+            FROM unnest(v_titles) AS o (title)
+        ) x
+    ), linking AS (
+        INSERT INTO title_ids (account_id, id, title)
+        SELECT p_account, o, v_title FROM unnest(v_titles) AS o WHERE o <> v_title
+    )
+    SELECT b.stated, b.linked INTO v_stated, v_linked FROM brought b;
+    FOREACH v_other IN ARRAY v_titles LOOP
+        CONTINUE WHEN v_other = v_title;
+        IF v_linked > 0 THEN
+            UPDATE title_ids SET title = v_title
+            WHERE account_id = p_account AND title = v_other;
         END IF;
-        IF v_gone.rate_position IS NOT NULL THEN
-            PERFORM state_put_rate(p_account, v_title, v_gone.kind, v_gone.rating,
-                                   v_gone.rated_at, v_gone.rate_position,
-                                   v_gone.rate_recorded_at, false);
+        IF v_stated > 0 THEN
+            DELETE FROM watch_state WHERE account_id = p_account AND guid = v_other
+            RETURNING kind, watched, watched_at, watch_position, watch_recorded_at,
+                      rating, rated_at, rate_position, rate_recorded_at
+            INTO v_gone;
+            IF FOUND AND v_gone.watch_position IS NOT NULL THEN
+                PERFORM state_put_watch(p_account, v_title, v_gone.kind, v_gone.watched,
+                                        v_gone.watched_at, v_gone.watch_position,
+                                        v_gone.watch_recorded_at, false);
+            END IF;
+            IF FOUND AND v_gone.rate_position IS NOT NULL THEN
+                PERFORM state_put_rate(p_account, v_title, v_gone.kind, v_gone.rating,
+                                       v_gone.rated_at, v_gone.rate_position,
+                                       v_gone.rate_recorded_at, false);
+            END IF;
         END IF;
     END LOOP;
     IF p_queue THEN
-        WITH gone AS (
-            DELETE FROM sync_queue q
-            USING sync_access a, unnest(v_titles) AS o (title)
-            WHERE a.account_id = p_account AND o.title <> v_title
-              AND q.account_id = p_account AND q.server_id = a.server_id
-              AND q.kind = 'state' AND q.guid = o.title
-            RETURNING q.server_id, q.seq
-        )
-        INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
-        SELECT p_account, server_id, 'state', v_title, max(seq) FROM gone GROUP BY server_id
-        ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE
-        SET seq = greatest(q.seq, excluded.seq);
-        IF v_stated >= 2 THEN
-            PERFORM state_queue(p_account, v_title);
-        END IF;
+        -- The others' pending changes move to the title, for each server of the account
+        -- (all of the key but the title given: a probe of the queue's primary key).
+        FOR v_server IN
+            SELECT a.server_id FROM sync_access a WHERE a.account_id = p_account
+        LOOP
+            WITH gone AS (
+                DELETE FROM sync_queue q
+                WHERE q.account_id = p_account AND q.server_id = v_server
+                  AND q.kind = 'state' AND q.guid = ANY (v_titles) AND q.guid <> v_title
+                RETURNING q.seq
+            )
+            INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
+            SELECT p_account, v_server, 'state', v_title, max(seq) FROM gone HAVING count(*) > 0
+            ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE
+            SET seq = greatest(q.seq, excluded.seq);
+        END LOOP;
+    END IF;
+    IF p_queue AND v_stated >= 2 THEN
+        PERFORM state_queue(p_account, v_title);
     END IF;
     RETURN v_title;
 END;
@@ -326,10 +353,55 @@ $$;
 CREATE FUNCTION watch_action_key(p_account_id text, p_id text, p_type text, p_at timestamptz,
                                  p_rating integer) RETURNS uuid
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT encode(set_byte(set_byte(h, 6, (get_byte(h, 6) & 15) | 128),
-                           8, (get_byte(h, 8) & 63) | 128), 'hex')::uuid
-    FROM (SELECT substring(sha256(convert_to(concat_ws(chr(31), p_account_id, p_id, p_type,
-                                                       floor(extract(epoch FROM p_at))::text,
-                                                       coalesce(p_rating::text, '')),
-                                             'UTF8')) FROM 1 FOR 16) AS h) AS digest
+    -- The second (offset by 2^47) in the first 48 bits, then 74 bits of the digest: version 8,
+    -- variant 0b10.
+    SELECT encode(set_byte(set_byte(k, 6, (get_byte(k, 6) & 15) | 128),
+                           8, (get_byte(k, 8) & 63) | 128), 'hex')::uuid
+    FROM (SELECT substring(int8send(s.second + 140737488355328) FROM 3 FOR 6)
+                 || substring(sha256(convert_to(concat_ws(chr(31), p_account_id, p_id, p_type,
+                                                          s.second::text,
+                                                          coalesce(p_rating::text, '')),
+                                                'UTF8')) FROM 7 FOR 10) AS k
+          FROM (SELECT floor(extract(epoch FROM p_at))::bigint AS second) AS s) AS key
+$$;
+
+-- The first links of new titles, many at once (projections/state.py's prepare, before a batch's
+-- folds): each set of ids (one account's, numbered) whose ids the account has never linked,
+-- that name no title, state or pending change of its, is linked to its first id in shown order,
+-- as title_link would link it. Other sets are left alone (title_link merges them in their
+-- folds); the caller gives sets no two of which share an id. One probe a key for each id.
+CREATE FUNCTION title_link_new(p_accounts text[], p_sets integer[], p_ids text[]) RETURNS bigint
+LANGUAGE plpgsql SET enable_seqscan = off AS $$
+DECLARE
+    v_linked bigint;
+BEGIN
+    WITH given AS MATERIALIZED (
+        SELECT g.account_id, g.set_no, g.id, title_id_rank(g.id) AS rank,
+               coalesce((SELECT true FROM title_ids t
+                         WHERE t.account_id = g.account_id AND t.id = g.id), false)
+               OR coalesce((SELECT true FROM title_ids t
+                            WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
+               OR coalesce((SELECT true FROM watch_state s
+                            WHERE s.account_id = g.account_id AND s.guid = g.id), false)
+               OR coalesce((SELECT true FROM sync_access a
+                            JOIN sync_queue q ON q.account_id = a.account_id
+                                             AND q.server_id = a.server_id
+                                             AND q.kind = 'state' AND q.guid = g.id
+                            WHERE a.account_id = g.account_id LIMIT 1), false) AS known
+        FROM unnest(p_accounts, p_sets, p_ids) AS g (account_id, set_no, id)
+    ), fresh AS (
+        SELECT g.account_id, g.set_no,
+               (array_agg(g.id ORDER BY g.rank, g.id COLLATE "C"))[1] AS title
+        FROM given g
+        GROUP BY g.account_id, g.set_no
+        HAVING count(*) > 1 AND NOT bool_or(g.known)
+    )
+    INSERT INTO title_ids (account_id, id, title)
+    SELECT g.account_id, g.id, f.title
+    FROM given g
+    JOIN fresh f ON f.account_id = g.account_id AND f.set_no = g.set_no
+    WHERE g.id <> f.title;
+    GET DIAGNOSTICS v_linked = ROW_COUNT;
+    RETURN v_linked;
+END;
 $$;

@@ -54,22 +54,20 @@ DECLARE
     v_current bigint;
     v_found integer[];
 BEGIN
-    -- Two uncorrelated index scans (= ANY of the batch's ids, of its keys), whatever the
-    -- statistics say: one correlated lookup per event can be planned as a join over all of the
-    -- account's rows.
+    -- One unique-index probe per id and per key (scalar subqueries, never turned into joins):
+    -- an `= ANY (array)` lookup can be planned, generically, as a scan of the account's rows
+    -- with the array as a filter, and then costs more as the account's log grows.
     SELECT coalesce(array_agg(DISTINCT m.ord), '{}') INTO v_found
     FROM (
         SELECT i.ord::integer AS ord
         FROM unnest(p_event_ids) WITH ORDINALITY AS i (id, ord)
-        WHERE i.id IN (
-            SELECT e.event_id FROM events e
-            WHERE e.account_id = p_account_id AND e.event_id = ANY (p_event_ids))
+        WHERE (SELECT true FROM events e
+               WHERE e.account_id = p_account_id AND e.event_id = i.id)
         UNION ALL
         SELECT k.ord
         FROM unnest(p_keys, p_key_events) AS k (key, ord)
-        WHERE k.key IN (
-            SELECT s.key FROM event_keys s
-            WHERE s.account_id = p_account_id AND s.key = ANY (p_keys))
+        WHERE (SELECT true FROM event_keys s
+               WHERE s.account_id = p_account_id AND s.key = k.key)
     ) m;
     IF cardinality(v_found) > 0 THEN
         -- The stored event each duplicate names: by its id, else the first by its keys.
@@ -78,20 +76,15 @@ BEGIN
                    d.transaction_id, true, false
             FROM unnest(p_event_ids) WITH ORDINALITY AS i (id, ord)
             CROSS JOIN LATERAL (
-                SELECT e.event_id, e.position, e.version, e.recorded_at, e.transaction_id
-                FROM (
-                    SELECT 0 AS rank, e.position FROM events e
-                    WHERE e.account_id = p_account_id AND e.event_id = i.id
-                    UNION ALL
-                    SELECT 1, s.position
-                    FROM unnest(p_keys, p_key_events) AS k (key, ord)
-                    JOIN event_keys s ON s.account_id = p_account_id AND s.key = k.key
-                    WHERE k.ord = i.ord
-                ) m
-                JOIN events e ON e.account_id = p_account_id AND e.position = m.position
-                ORDER BY m.rank, m.position
-                LIMIT 1
-            ) d
+                SELECT coalesce(
+                    (SELECT e.position FROM events e
+                     WHERE e.account_id = p_account_id AND e.event_id = i.id),
+                    (SELECT min((SELECT s.position FROM event_keys s
+                                 WHERE s.account_id = p_account_id AND s.key = k.key))
+                     FROM unnest(p_keys, p_key_events) AS k (key, ord)
+                     WHERE k.ord = i.ord)) AS position
+            ) m
+            JOIN events d ON d.account_id = p_account_id AND d.position = m.position
             WHERE i.ord = ANY (v_found);
         IF cardinality(v_found) = cardinality(p_event_ids) THEN
             RETURN;
