@@ -168,11 +168,13 @@ class WatchStateProjection:
         (a title_link call each, its dearest kind); linked first, its fold finds the title at
         once. Anything else — a merge, an id two id sets of the batch share — is left to the
         folds, in order. Links are a union, so linking these first changes no row."""
-        sets: dict[str, set[frozenset[str]]] = defaultdict(set)
+        # Each account's distinct sets of ids, in the order of the batch (so the statement is
+        # the same for the same events).
+        sets: dict[str, dict[tuple[str, ...], None]] = defaultdict(dict)
         for event in events:
             named = _named_ids(event)
             if named is not None and len(named[1]) > 1:
-                sets[named[0]].add(named[1])
+                sets[named[0]][tuple(sorted(named[1]))] = None
         accounts: list[str] = []
         numbers: list[int] = []
         ids: list[str] = []
