@@ -102,7 +102,7 @@ class PostgresProxy:
         try:
             if self.blackhole:
                 while await reader.read(65536):
-                    pass
+                    continue  # a hung network swallows what is sent
                 return
             if self._host.startswith("/"):
                 up_reader, upstream = await asyncio.open_unix_connection(
@@ -113,7 +113,7 @@ class PostgresProxy:
             self._writers.add(upstream)
             await asyncio.gather(self._pump(reader, upstream), self._pump(up_reader, writer))
         except OSError:
-            pass
+            return  # either side went away: the finally below closes both
         finally:
             for end in (writer, upstream):
                 if end is not None:
@@ -128,7 +128,7 @@ class PostgresProxy:
                     writer.write(data)
                     await writer.drain()
         except OSError:
-            pass
+            return  # a side went away: the finally below closes the other
         finally:
             writer.transport.abort()  # one side gone: so is the other
 
