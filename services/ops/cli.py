@@ -325,6 +325,26 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("file", metavar="FILE", help="the export to read, or - for standard input")
     _add_database_options(e)
     _add_logging_options(e)
+
+    p = commands.add_parser(
+        "connect",
+        help="run a connector for one Plex, Jellyfin or Emby server",
+        description=(
+            "Bridge one media server to watchledger (connectors.md): take its webhooks on "
+            "POST /webhook and poll its users' watch data, send what changed as the server's "
+            "events, apply watchledger's changes to it, and upload baselines when asked. "
+            "Runs until SIGINT or SIGTERM. Needs no database: it talks to watchledger's API "
+            "and keeps its own state in the configuration's state_file (SQLite)."
+        ),
+        epilog=(
+            "The configuration is TOML (see the README, 'Connectors'); its secrets come from "
+            "the environment variables it names (token_env, secret_env), never from the file. "
+            "A configuration error is one line naming the key, exit 2. The listener also "
+            "serves GET /metrics (Prometheus) and GET /healthz."
+        ),
+    )
+    p.add_argument("--config", required=True, metavar="FILE", help="the connector's TOML file")
+    _add_logging_options(p)
     return parser
 
 
@@ -582,6 +602,48 @@ async def _verify(settings: Settings, url: str, projection: str) -> int:
     return 0 if report.ok else 1
 
 
+def _connect(path: str, settings: Settings) -> int:
+    """``watchledger connect``: a configuration error is one line, exit 2; a side that refuses
+    the connector (a token, a user it does not know) one line, exit 1."""
+    from services.connectors.config import ConfigError, load_config
+    from services.connectors.model import MediaServerRefused
+    from services.connectors.run import opened, run
+    from services.connectors.state import StateError
+    from services.connectors.upstream import WatchledgerRefused
+
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        _report(str(exc), settings)
+        return 2
+
+    async def connect() -> None:
+        async with opened(config) as connector:
+            await run(connector)
+
+    try:
+        asyncio.run(connect())
+    except StateError as exc:
+        _report(f"state_file: {exc}", settings)
+        return 2
+    except MediaServerRefused as exc:
+        _report(f"the {config.kind} server refused the connector: {exc}", settings)
+        return 1
+    except WatchledgerRefused as exc:
+        _report(
+            f"watchledger refused the connector: {exc} (check watchledger.server_id and the "
+            f"token in ${config.server_token.variable})",
+            settings,
+        )
+        return 1
+    except OSError as exc:
+        _report(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc}", settings)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
 def _say(line: str, settings: Settings) -> None:
     """A result line: plain on stderr for a person, a log record when logs are JSON lines."""
     if console_format(settings.log_format):
@@ -609,6 +671,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"watchledger: {exc}", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, settings.log_format)
+    if args.command == "connect":
+        return _connect(args.config, settings)
     try:
         with contextlib.ExitStack() as stack:
             try:

@@ -1,0 +1,1 @@
+"""Connectors: Plex, Jellyfin and Emby servers bridged to watchledger (``connectors.md``)."""
