@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +25,13 @@ from .mediahttp import boolean
 from .model import Hook, MediaUser
 
 # SaveReasons that can change what a watch state holds (the rest are progress saves).
-_STATE_REASONS = {"TogglePlayed", "PlaybackFinished", "UpdateUserRating", "Import"}
+_STATE_REASONS = {
+    "TogglePlayed",
+    "PlaybackFinished",
+    "UpdateUserRating",
+    "UpdateUserData",
+    "Import",
+}
 
 
 class JellyfinServer(MediaBrowserServer):
@@ -62,7 +69,7 @@ class JellyfinServer(MediaBrowserServer):
     def hooks(self, body: bytes, content_type: str) -> list[Hook]:
         payload = json_body(body, content_type)
         kind = payload.get("NotificationType")
-        item_id = str(payload.get("ItemId") or "")
+        item_id = _n_form(payload.get("ItemId"))
         if not item_id:
             return []
         if kind == "ItemAdded":
@@ -76,7 +83,7 @@ class JellyfinServer(MediaBrowserServer):
                 return []  # stopped short: progress, not a watch
             return [Hook(users, item_id, at=at)]
         if kind == "UserDataSaved":
-            reason = payload.get("SaveReason")
+            reason = payload.get("SaveReason") or None  # a template renders a missing key as ""
             if reason is not None and reason not in _STATE_REASONS:
                 return []
             return [
@@ -85,10 +92,19 @@ class JellyfinServer(MediaBrowserServer):
                     item_id,
                     at=at,
                     played=boolean(payload.get("Played")),
-                    about_rating=reason == "UpdateUserRating" or reason is None,
+                    about_rating=reason in ("UpdateUserRating", "UpdateUserData", None),
                 )
             ]
         return []
+
+
+def _n_form(value: Any) -> str:
+    """An id as the API writes it (32 hex digits): templates render Guids with dashes."""
+    text = str(value or "").strip()
+    try:
+        return uuid.UUID(text).hex
+    except ValueError:
+        return text
 
 
 def _when(payload: dict[str, Any]) -> datetime | None:

@@ -1,0 +1,136 @@
+"""The Jellyfin and Emby connectors end to end: a fake server, the connector, a real
+watchledger."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from tests.api import create_account
+from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
+from tests.fakes.mediabrowser import FakeMediaBrowser
+from tests.servers import register, sync
+
+API_KEY = "mb-api-key"
+T1 = 1_767_268_800.0  # 2026-01-01T12:00:00Z
+MOVIE = "imdb://movie/tt0111161"
+
+
+class World:
+    def __init__(self, fake: FakeMediaBrowser, running: Running, ann: dict[str, str]) -> None:
+        self.fake = fake
+        self.running = running
+        self.ann = ann
+        self.user = next(iter(fake.users))
+        self.movie = next(i.id for i in fake.items.values() if i.type == "Movie")
+        self.episode = next(i.id for i in fake.items.values() if i.type == "Episode")
+
+
+@pytest.fixture(params=["jellyfin", "emby-form", "emby-multipart", "emby-json"])
+async def world(
+    request: pytest.FixtureRequest, client: TestClient[Any, Any], tmp_path: Path
+) -> AsyncIterator[World]:
+    flavor, _, fmt = str(request.param).partition("-")
+    fake = FakeMediaBrowser(flavor, API_KEY)  # type: ignore[arg-type]
+    if fmt:
+        fake.webhook_format = fmt  # type: ignore[assignment]
+    fake.add_user("ann")
+    fake.add_movie({"Imdb": "tt0111161", "Tmdb": "278"})
+    series = fake.add_series({"Tvdb": "81189"})
+    fake.add_episode(series, 1, 1, {"Tvdb": "349232"})
+    ann = await create_account(client, "ann")
+    server = await register(client, ann, "mb-1")
+    await sync(client, ann, True)
+    url = await fake.start(fake.app())
+    config = write_config(
+        tmp_path / "mb.toml",
+        kind=flavor,
+        watchledger=str(client.make_url("")).rstrip("/"),
+        server_id="mb-1",
+        media_url=url,
+        users=[("ann", "ann", None)],  # by name: the connector finds the id
+    )
+    env = {
+        "WATCHLEDGER_SERVER_TOKEN": server["Authorization"].removeprefix("Bearer "),
+        "MEDIA_TOKEN": API_KEY,
+        "CONNECTOR_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    try:
+        async with running_connector(client, config, env) as running:
+            fake.webhook_url = running.webhook_url
+            yield World(fake, running, ann)
+    finally:
+        await fake.close()
+
+
+async def state(client: TestClient[Any, Any], who: dict[str, str], guid: str) -> dict[str, Any]:
+    response = await client.get(f"/v1/me/state/{guid}", headers=who)
+    assert response.status in (200, 404), await response.text()
+    return await response.json() if response.status == 200 else {}
+
+
+def at(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat().replace("+00:00", "Z")
+
+
+async def test_marks_and_ratings_made_on_the_server_reach_watchledger(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    fake, running = world.fake, world.running
+    fake.clock = T1
+    await fake.mark_played(world.user, world.movie)
+    await running.delivered()
+    found = await state(client, world.ann, MOVIE)
+    assert found["watched"] is True
+    assert found["watched_at"] == at(T1)
+    assert "tmdb://movie/278" in found["ids"]
+    await fake.rate(world.user, world.movie, 7.5)
+    await running.delivered()
+    assert (await state(client, world.ann, MOVIE))["rating"] == 8
+    fake.clock = T1 + 60
+    await fake.mark_unplayed(world.user, world.movie)
+    await running.delivered()
+    assert (await state(client, world.ann, MOVIE))["watched"] is False
+    await fake.play_to_end(world.user, world.episode)
+    await running.delivered()
+    episode = await state(client, world.ann, "tvdb://show/81189/s1e1")
+    assert episode["watched"] is True
+    assert "tvdb://episode/349232" in episode["ids"]
+
+
+async def test_changes_through_the_api_reach_the_server_with_their_date_and_no_echo(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    fake, running = world.fake, world.running
+    actions = [
+        {"type": "watched", "guid": "tmdb://movie/278", "at": at(T1)},
+        {"type": "rated", "guid": MOVIE, "rating": 6, "at": at(T1)},
+    ]
+    response = await client.post("/v1/me/actions", json={"actions": actions}, headers=world.ann)
+    assert response.status == 200, await response.text()
+    await fake.wait_writes(lambda w: {x.action for x in w} == {"played", "rated"})
+    watch = fake.data[(world.user, world.movie)]
+    assert watch.last_played == T1
+    assert watch.rating == 6
+    await running.poll()
+    await running.delivered()
+    assert running.sent == []
+    response = await client.get("/v1/me/history", headers=world.ann)
+    assert len((await response.json())["items"]) == 1
+
+
+async def test_events_without_a_user_are_dropped_and_the_poll_sees_the_change(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    world.fake.no_user = True
+    await world.fake.mark_played(world.user, world.movie)
+    await world.running.delivered()
+    assert world.running.sent == []
+    await world.running.poll()
+    assert [e["type"] for e in world.running.sent] == ["watched"]
+    assert (await state(client, world.ann, MOVIE))["watched"] is True
