@@ -112,6 +112,7 @@ async def running_connector(
             task.result()
         running.port = connector.listening_port
         await connector.polled(0)
+        await connector.changes_applied()  # the baseline request queued when sync went on
         await running.delivered()
         try:
             yield running

@@ -106,3 +106,18 @@ def test_connect_needs_its_file(
 ) -> None:
     assert main(["connect", "--config", str(tmp_path / "missing.toml")]) == 2
     assert "cannot read the configuration" in capsys.readouterr().err
+
+
+async def test_a_media_server_error_names_no_user_item_or_token() -> None:
+    import aiohttp
+
+    from services.connectors.mediahttp import call
+    from services.connectors.model import MediaServerError
+
+    url = "http://127.0.0.1:1/Users/e6a9dd89fd954d689870e7e0e3e72947/PlayedItems/240270"
+    async with aiohttp.ClientSession() as http:
+        with pytest.raises(MediaServerError) as caught:
+            await call(http, "POST", url + "?api_key=secret", headers={})
+    message = str(caught.value)
+    assert "/Users/{id}/PlayedItems/{id}" in message
+    assert not any(text in message for text in ("e6a9dd89", "240270", "secret"))

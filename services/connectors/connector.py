@@ -93,7 +93,8 @@ class Connector:
         self._retry_looks: set[tuple[str, str]] = set()
         self._poll_now = asyncio.Event()
         self.polls_done = 0
-        self.listening_port = 0  # the webhook listener's, once it listens
+        self.listening_port = 0
+        self._changes_idle = asyncio.Event()  # the webhook listener's, once it listens
         self._polled = asyncio.Condition()
 
     # -- start ---------------------------------------------------------------------------------
@@ -324,16 +325,26 @@ class Connector:
         """Long-poll watchledger's changes and apply them; the cursor is passed (acknowledging
         them) only once all were applied or skipped."""
         cursor = self.state.get("changes_cursor")
+        answered = False
         while True:
+            if answered:
+                self._changes_idle.set()  # all delivered so far is applied
             changes, next_cursor = await self._upstream_call(
                 lambda cursor=cursor: self.upstream.changes(cursor, CHANGES_WAIT),  # type: ignore[misc]
                 "read changes",
             )
+            answered = True
+            if changes:
+                self._changes_idle.clear()
             for change in changes:
                 await self._media(lambda change=change: self.apply(change), "apply a change")  # type: ignore[misc]
             if next_cursor != cursor:
                 self.state.put("changes_cursor", next_cursor)
                 cursor = next_cursor
+
+    async def changes_applied(self) -> None:
+        """Until every change delivered so far is applied (and the next long-poll waits)."""
+        await self._changes_idle.wait()
 
     async def apply(self, change: Change) -> None:
         """Apply one change to every item of its title, for every user of its account."""
@@ -436,11 +447,8 @@ class Connector:
                 except StopAsyncIteration:
                     break
                 self.state.remember_items(o.item for o in page)
-                records = []
-                for o in page:
-                    records.append(o)
                 async with self._lock:
-                    self._take(user, records, before, silent=True)
+                    self._take(user, page, before, silent=True)
                     batch: list[Event] = []
                     for o in page:
                         if o.data.played:

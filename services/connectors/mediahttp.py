@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import msgspec
@@ -25,7 +27,7 @@ async def call(
 ) -> Any:
     """The decoded JSON answer (None for an empty body). The path alone goes in messages: a
     query may hold a token."""
-    path = url.split("?", 1)[0]
+    path = _shape(url)
     try:
         async with http.request(
             method,
@@ -48,6 +50,13 @@ async def call(
         return msgspec.json.decode(content)
     except msgspec.DecodeError:
         raise MediaServerError(f"{method} {path}: the answer is not JSON") from None
+
+
+def _shape(url: str) -> str:
+    """A URL's path with its ids taken out (``/Users/{id}/PlayedItems/{id}``): a message must
+    not pair a user with an item, and the query may hold a token."""
+    path = urlsplit(url).path
+    return re.sub(r"/[^/]*[0-9][^/]*", "/{id}", path)
 
 
 def mapping(value: Any) -> dict[str, Any]:

@@ -610,6 +610,7 @@ def _connect(path: str, settings: Settings) -> int:
     from services.connectors.run import opened, run
     from services.connectors.state import StateError
     from services.connectors.upstream import WatchledgerRefused
+    from services.runtime.supervisor import BackgroundTaskDied
 
     try:
         config = load_config(path)
@@ -626,6 +627,9 @@ def _connect(path: str, settings: Settings) -> int:
     except StateError as exc:
         _report(f"state_file: {exc}", settings)
         return 2
+    except BackgroundTaskDied as exc:
+        _report(f"the connector stopped: {exc} (its log says why)", settings)
+        return 1
     except MediaServerRefused as exc:
         _report(f"the {config.kind} server refused the connector: {exc}", settings)
         return 1
