@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -186,8 +187,6 @@ async def test_webhooks_need_the_secret_and_a_plex_body(
     payload = plex.webhook_payload("media.scrobble", "1", "101")
     wrong = running.webhook_url.replace(WEBHOOK_SECRET, "nope")
     assert await post_plex_webhook(wrong, payload) == 401
-    import aiohttp
-
     async with aiohttp.ClientSession() as http:
         for body, ctype in (
             (b"{}", "application/json"),
@@ -215,6 +214,3 @@ async def test_nothing_of_where_it_happened_leaves_the_connector(
     for event in running.sent:
         assert set(event) <= ALLOWED
         assert not any(marker in repr(event) for marker in PRIVATE)
-
-
-Check = Callable[[], None]

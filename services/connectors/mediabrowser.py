@@ -17,6 +17,7 @@ import msgspec
 from .config import Secret
 from .mediahttp import boolean, call, integer, listing, mapping, number
 from .model import (
+    EXTERNAL_SCHEMES,
     BadWebhook,
     Item,
     ItemKind,
@@ -30,7 +31,6 @@ from .model import (
 )
 
 PAGE = 500
-_PROVIDERS = {"imdb": "imdb", "tmdb": "tmdb", "tvdb": "tvdb"}
 _KINDS: dict[str, ItemKind] = {"movie": "movie", "episode": "episode"}
 _PARSER = email.parser.BytesParser(policy=email.policy.HTTP)
 
@@ -52,8 +52,8 @@ def provider_ids(item: dict[str, Any], kind: str) -> list[str]:
     """``ProviderIds`` (``Imdb``, ``Tmdb``, ``Tvdb``, any casing) as watchledger ids."""
     found = []
     for key, value in mapping(item.get("ProviderIds")).items():
-        scheme = _PROVIDERS.get(str(key).lower())
-        if scheme and isinstance(value, str | int) and str(value).strip():
+        scheme = str(key).lower()
+        if scheme in EXTERNAL_SCHEMES and isinstance(value, str | int) and str(value).strip():
             found.append(external_id(scheme, kind, value))
     return found
 

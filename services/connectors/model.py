@@ -167,6 +167,11 @@ def _valid(text: str, kind: str) -> str | None:
     return normalised if parsed_kind == kind else None
 
 
+# The external id schemes a title is named by (rule 1), as Plex's Guid list and Jellyfin's and
+# Emby's ProviderIds name them (any casing).
+EXTERNAL_SCHEMES = frozenset({"imdb", "tmdb", "tvdb"})
+
+
 def external_id(scheme: str, kind: str, value: object) -> str:
     """``imdb://movie/tt0111161`` from a provider's scheme, the item's kind and its value
     (whether that is a synced form is for :func:`title_ids` to say)."""

@@ -29,6 +29,7 @@ import msgspec
 from .config import Secret
 from .mediahttp import call, integer, listing, mapping, number
 from .model import (
+    EXTERNAL_SCHEMES,
     BadWebhook,
     Hook,
     Item,
@@ -51,7 +52,6 @@ OWNER_ACCOUNT = 1  # the server's own account list numbers its admin 1
 _LEGACY = re.compile(
     r"^com\.plexapp\.agents\.(?P<agent>imdb|themoviedb|thetvdb)://(?P<id>[^?]+)(?:\?.*)?$"
 )
-_SCHEMES = {"imdb": "imdb", "tmdb": "tmdb", "tvdb": "tvdb"}
 
 
 class PlexServer:
@@ -262,8 +262,8 @@ def _guid_list(metadata: dict[str, Any], kind: str) -> list[str]:
     found = []
     for entry in listing(metadata.get("Guid")):
         scheme, _, value = str(entry.get("id", "")).partition("://")
-        if scheme in _SCHEMES and value:
-            found.append(external_id(_SCHEMES[scheme], kind, value))
+        if scheme in EXTERNAL_SCHEMES and value:
+            found.append(external_id(scheme, kind, value))
     return found
 
 
