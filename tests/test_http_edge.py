@@ -207,6 +207,36 @@ async def test_a_body_that_stops_halfway_is_408_and_the_connection_closes(
     assert 0.9 <= took < 3
 
 
+async def test_a_client_that_hangs_up_mid_body_is_no_server_error(
+    make_server: Callable[..., Awaitable[TestClient[Any, Any]]],
+    sockets: Callable[[TestClient[Any, Any]], Awaitable[Stream]],
+    logs: io.StringIO,
+) -> None:
+    """A connector stopping while it sends a batch: the request is a 4xx in the log, never
+    an error with a traceback, and nothing of the batch is recorded."""
+    client = await make_server(body_timeout=30)
+    ann = await create_account(client, "ann")
+    _, writer = await sockets(client)
+    head = (
+        "POST /v1/me/actions HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: {ann['Authorization']}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n"
+    )
+    writer.write(head.encode() + b'{"actions": [')
+    await writer.drain()
+    writer.transport.abort()  # gone, mid-body
+    async with asyncio.timeout(10):
+        # No event says the handler has ended: its log line does.
+        while '"/v1/me/actions"' not in logs.getvalue():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    assert not [line for line in lines if line["level"] == "error"], lines
+    [request] = [line for line in lines if line.get("route") == "/v1/me/actions"]
+    assert request["status"] == 400
+    history = await client.get("/v1/me/history", headers=ann)
+    assert (await history.json())["items"] == []
+
+
 async def test_an_idle_kept_alive_connection_is_closed_after_the_keepalive_timeout(
     make_server: Callable[..., Awaitable[TestClient[Any, Any]]],
     sockets: Callable[[TestClient[Any, Any]], Awaitable[Stream]],

@@ -168,6 +168,13 @@ async def _decode_body(request: web.Request, body_type: type[Any]) -> Any:
         raise ApiError(
             400, "bad_request", "malformed request body", headers={"Connection": "close"}
         ) from None
+    except ConnectionResetError:
+        # The client hung up mid-body (a connector stopping, a dropped link): nothing was
+        # read, nothing done, and no one is left to answer. Not a server error.
+        close_after_response(request)
+        raise ApiError(
+            400, "bad_request", "the connection closed before the body arrived"
+        ) from None
     try:
         return msgspec.json.decode(raw, type=body_type)
     except (msgspec.ValidationError, msgspec.DecodeError) as exc:
