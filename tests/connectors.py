@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,12 +98,17 @@ async def running_connector(
     client: TestClient[Any, Any],
     config: Path,
     env: dict[str, str],
+    *,
+    clock: Callable[[], datetime] | None = None,
 ) -> AsyncIterator[Running]:
-    """The connector of ``config`` running until the block ends (its first poll done)."""
+    """The connector of ``config`` running until the block ends (its first poll done), on
+    ``clock`` where given (a simulated "now")."""
     loaded = load_config(config, env)
     stop = asyncio.Event()
     started = asyncio.Event()
     async with opened(loaded, backoff=Backoff(0.01, 0.2), sender_window=0.01) as connector:
+        if clock is not None:
+            connector.clock = clock
         running = Running(connector, client)
         task = asyncio.create_task(run(connector, stop=stop, started=started))
         waiting = asyncio.create_task(started.wait())
@@ -112,7 +118,7 @@ async def running_connector(
             task.result()
         running.port = connector.listening_port
         await connector.polled(0)
-        await connector.changes_applied()  # the baseline request queued when sync went on
+        await connector.drained(0)  # the baseline request queued when sync went on
         await running.delivered()
         try:
             yield running

@@ -94,8 +94,13 @@ class Connector:
         self._poll_now = asyncio.Event()
         self.polls_done = 0
         self.listening_port = 0
-        self._changes_idle = asyncio.Event()  # the webhook listener's, once it listens
+        # Answers of the changes feed that were empty: each one says that everything delivered
+        # before it was applied and acknowledged.
+        self.changes_drained = 0
+        self._drained = asyncio.Condition()
         self._polled = asyncio.Condition()
+        # "Now", for times the server does not give (an unwatched noticed by a poll).
+        self.clock: Callable[[], datetime] = _now
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -128,7 +133,7 @@ class Connector:
         outcome = "ignored"
         for hook in hooks:
             if hook.event == "added":
-                self.state.mark_added(hook.item_id, _now())
+                self.state.mark_added(hook.item_id, self.clock())
                 outcome = "accepted"
                 continue
             if not hook.users:
@@ -180,7 +185,7 @@ class Connector:
         records: list[tuple[str, UserData]] = []
         events: list[Event] = []
         done: list[str] = []
-        now = _now()
+        now = self.clock()
         for o in observed:
             item_id = o.item.item_id
             if self._writes.get((user.key, item_id), 0) > before:
@@ -302,7 +307,7 @@ class Connector:
             first = self.state.get(f"scanned:{user.key}") is None
             queued = await self._scan(user, silent=first)
             if first:
-                self.state.put(f"scanned:{user.key}", _iso(_now()))
+                self.state.put(f"scanned:{user.key}", _iso(self.clock()))
             log.info("user_polled", kind=self.server.kind, first=first, events=queued)
         self.sender.wake()
 
@@ -322,29 +327,33 @@ class Connector:
     # -- outbound ------------------------------------------------------------------------------
 
     async def follow_changes(self) -> None:
-        """Long-poll watchledger's changes and apply them; the cursor is passed (acknowledging
-        them) only once all were applied or skipped."""
+        """Long-poll watchledger's changes and apply them. The cursor is passed (acknowledging
+        them) only once all were applied or skipped, at once and without waiting, so the
+        acknowledgement is confirmed by the answer (empty: nothing else pending) before the
+        next long-poll holds."""
         cursor = self.state.get("changes_cursor")
-        answered = False
+        wait = 0.0  # catch up first: the first empty answer says all pending was applied
         while True:
-            if answered:
-                self._changes_idle.set()  # all delivered so far is applied
             changes, next_cursor = await self._upstream_call(
-                lambda cursor=cursor: self.upstream.changes(cursor, CHANGES_WAIT),  # type: ignore[misc]
+                lambda cursor=cursor, wait=wait: self.upstream.changes(cursor, wait),  # type: ignore[misc]
                 "read changes",
             )
-            answered = True
-            if changes:
-                self._changes_idle.clear()
             for change in changes:
                 await self._media(lambda change=change: self.apply(change), "apply a change")  # type: ignore[misc]
             if next_cursor != cursor:
                 self.state.put("changes_cursor", next_cursor)
                 cursor = next_cursor
+            wait = 0.0 if changes else CHANGES_WAIT
+            if not changes:
+                async with self._drained:
+                    self.changes_drained += 1
+                    self._drained.notify_all()
 
-    async def changes_applied(self) -> None:
-        """Until every change delivered so far is applied (and the next long-poll waits)."""
-        await self._changes_idle.wait()
+    async def drained(self, after: int) -> None:
+        """Until more than ``after`` answers of the changes feed were empty (everything
+        delivered before the last of them is applied and acknowledged)."""
+        async with self._drained:
+            await self._drained.wait_for(lambda: self.changes_drained > after)
 
     async def apply(self, change: Change) -> None:
         """Apply one change to every item of its title, for every user of its account."""
@@ -384,7 +393,7 @@ class Connector:
             # What the user changed here and no one reported yet goes first, and its field is
             # left alone: watchledger decides, and sends a change if this one lost.
             local = (
-                self._changes(user, observed.item, old, current, applying, _now(), None)
+                self._changes(user, observed.item, old, current, applying, self.clock(), None)
                 if old is not None and old != current
                 else []
             )
@@ -436,7 +445,7 @@ class Connector:
     async def baseline(self, account: str) -> None:
         """Upload the account's baseline (rule 7): for each of its users, one record per title
         watched (with its most recent viewing) and one per title rated."""
-        now = _now()
+        now = self.clock()
         for user in self._by_account.get(account, []):
             events = 0
             pages = self.server.scan(user).__aiter__()

@@ -127,7 +127,7 @@ class Watchledger:
     async def changes(self, cursor: str | None, wait: float) -> tuple[list[Change], str]:
         """The pending changes after ``cursor`` (acknowledging those before it), holding up to
         ``wait`` seconds for one."""
-        params = {"wait": str(wait), "limit": "100"}
+        params = {"wait": f"{wait:g}", "limit": "100"}
         if cursor:
             params["cursor"] = cursor
         content = await self._call(

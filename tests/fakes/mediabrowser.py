@@ -36,6 +36,8 @@ from aiohttp import web
 from .common import FakeServer, Watch, Write
 
 Flavor = Literal["jellyfin", "emby"]
+# A request's query with lowercased names (both servers match them without regard to case).
+QUERY = web.RequestKey("query", dict[str, str])
 
 
 def iso(seconds: float) -> str:
@@ -229,8 +231,13 @@ class FakeMediaBrowser(FakeServer):
             self._echoes.add(task)
             task.add_done_callback(self._echoes.discard)
 
+    async def echoed(self) -> None:
+        """Until the webhooks that echo the API's writes have been sent."""
+        while self._echoes:
+            await asyncio.gather(*self._echoes, return_exceptions=True)
+
     async def close(self) -> None:
-        await asyncio.gather(*self._echoes, return_exceptions=True)
+        await self.echoed()
         await super().close()
 
     # -- the API -----------------------------------------------------------------------------
@@ -268,12 +275,12 @@ class FakeMediaBrowser(FakeServer):
             )
         if not ok:
             return web.Response(status=401)
-        request["query"] = {k.lower(): v for k, v in request.query.items()}
+        request[QUERY] = {k.lower(): v for k, v in request.query.items()}
         response: web.StreamResponse = await handler(request)
         return response
 
     def _user_of(self, request: web.Request) -> str | None:
-        user = request.match_info.get("user") or request["query"].get("userid")
+        user = request.match_info.get("user") or request[QUERY].get("userid")
         return None if user is None else user.replace("-", "").lower()
 
     async def _info(self, request: web.Request) -> web.Response:
@@ -283,7 +290,7 @@ class FakeMediaBrowser(FakeServer):
         return web.json_response([{"Name": n, "Id": i} for i, n in self.users.items()])
 
     async def _items(self, request: web.Request) -> web.Response:
-        q = request["query"]
+        q = request[QUERY]
         user = self._user_of(request)
         if user is not None and user not in self.users:
             return web.Response(status=404)
@@ -328,7 +335,7 @@ class FakeMediaBrowser(FakeServer):
         if isinstance(target, web.Response):
             return target
         user, item = target
-        raw = request["query"].get("dateplayed")
+        raw = request[QUERY].get("dateplayed")
         played: float | None = None
         if raw is not None:
             try:
