@@ -31,6 +31,7 @@ from .common import FakeServer, Write
 
 IDENTIFIER = "com.plexapp.plugins.library"
 OWNER = "1"
+ACCOUNT = web.RequestKey("account", str)  # the id of the account whose token came
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
 
 
@@ -216,7 +217,7 @@ class FakePlex(FakeServer):
             return web.Response(
                 status=406, text="this fake speaks JSON only; Plex's default is XML"
             )
-        request["account"] = account.id
+        request[ACCOUNT] = account.id
         response = await handler(request)
         return response
 
@@ -235,7 +236,7 @@ class FakePlex(FakeServer):
         )
 
     async def _accounts(self, request: web.Request) -> web.Response:
-        if request["account"] != OWNER:
+        if request[ACCOUNT] != OWNER:
             return web.Response(status=401)
         accounts = [
             {"id": int(a.id), "key": f"/accounts/{a.id}", "name": a.name}
@@ -305,7 +306,7 @@ class FakePlex(FakeServer):
             return int(value) if value is not None else None
 
         start, size = page_param("X-Plex-Container-Start"), page_param("X-Plex-Container-Size")
-        account = request["account"]
+        account = request[ACCOUNT]
         if start is None and size is None:
             shown = chosen
             return self._container(
@@ -325,7 +326,7 @@ class FakePlex(FakeServer):
         if not found:
             return web.Response(status=404, text="<html>Not Found</html>")
         return self._container(
-            size=len(found), Metadata=[self.metadata(request["account"], i) for i in found]
+            size=len(found), Metadata=[self.metadata(request[ACCOUNT], i) for i in found]
         )
 
     def _target(self, request: web.Request) -> PlexItem | web.Response:
@@ -342,19 +343,19 @@ class FakePlex(FakeServer):
         item = self._target(request)
         if isinstance(item, web.Response):
             return item
-        watch = self.watch(request["account"], item.rating_key)
+        watch = self.watch(request[ACCOUNT], item.rating_key)
         watch.plays += 1
         watch.last_played = self.now()  # no date taken: Plex stamps now
-        await self.wrote(Write(request["account"], "scrobble", item.rating_key))
+        await self.wrote(Write(request[ACCOUNT], "scrobble", item.rating_key))
         return web.Response(status=200)
 
     async def _unscrobble(self, request: web.Request) -> web.Response:
         item = self._target(request)
         if isinstance(item, web.Response):
             return item
-        watch = self.watch(request["account"], item.rating_key)
+        watch = self.watch(request[ACCOUNT], item.rating_key)
         watch.plays, watch.last_played = 0, None
-        await self.wrote(Write(request["account"], "unscrobble", item.rating_key))
+        await self.wrote(Write(request[ACCOUNT], "unscrobble", item.rating_key))
         return web.Response(status=200)
 
     async def _rate(self, request: web.Request) -> web.Response:
@@ -367,12 +368,12 @@ class FakePlex(FakeServer):
             return web.Response(status=400, text="<html>rating required</html>")
         if not (rating == -1 or 0 <= rating <= 10):
             return web.Response(status=400, text="<html>rating out of range</html>")
-        watch = self.watch(request["account"], item.rating_key)
+        watch = self.watch(request[ACCOUNT], item.rating_key)
         if rating == -1:
             watch.rating, watch.rated_at = None, None
         else:
             watch.rating, watch.rated_at = rating, self.now()
-        await self.wrote(Write(request["account"], "rate", item.rating_key, {"rating": rating}))
+        await self.wrote(Write(request[ACCOUNT], "rate", item.rating_key, {"rating": rating}))
         return web.Response(status=200)
 
 
