@@ -134,3 +134,30 @@ async def test_events_without_a_user_are_dropped_and_the_poll_sees_the_change(
     await world.running.poll()
     assert [e["type"] for e in world.running.sent] == ["watched"]
     assert (await state(client, world.ann, MOVIE))["watched"] is True
+
+
+async def test_every_call_is_one_the_servers_document_lists(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    """Routes, query names in the document's own casing (Jellyfin camelCase, Emby PascalCase) and
+    user-data fields: the fake records whatever Jellyfin's OpenAPI document (10.11.8) or Emby's
+    (Emby.SDK 4.8.11.0) does not list for the route."""
+    fake = world.fake
+    first = [
+        {"type": "watched", "guid": MOVIE, "at": at(T1)},
+        {"type": "rated", "guid": MOVIE, "rating": 6, "at": at(T1)},
+    ]
+    response = await client.post("/v1/me/actions", json={"actions": first}, headers=world.ann)
+    assert response.status == 200, await response.text()
+    await fake.wait_writes(lambda w: {x.action for x in w} == {"played", "rated"})
+    then = [
+        {"type": "unwatched", "guid": MOVIE, "at": at(T1 + 60)},
+        {"type": "unrated", "guid": MOVIE, "at": at(T1 + 60)},
+    ]
+    response = await client.post("/v1/me/actions", json={"actions": then}, headers=world.ann)
+    assert response.status == 200, await response.text()
+    await fake.wait_writes(lambda w: len(w) == 4)
+    assert [w.action for w in fake.writes][2:] in (["unplayed", "rated"], ["rated", "unplayed"])
+    await world.running.poll()
+    assert fake.reads > 0
+    assert fake.off_spec == []

@@ -1,6 +1,8 @@
 """Emby Server (its OpenAPI document in ``Emby.SDK``: ``Resources/OpenApi/openapi_v3.json``).
 
-* The API key goes in ``X-Emby-Token``; a user's items are ``GET /Users/{UserId}/Items``.
+* The API key goes in ``X-Emby-Token``; users are ``GET /Users/Query`` (the document has no
+  ``GET /Users``); a user's items are ``GET /Users/{UserId}/Items``; query names PascalCase.
+  Checked against Emby.SDK 58acc58a (4.8.11.0).
 * Played: ``POST /Users/{UserId}/PlayedItems/{Id}?DatePlayed=yyyyMMddHHmmss`` (whole seconds, UTC);
   unplayed: ``DELETE`` on the same path. A numeric rating is user data: ``POST
   /Users/{UserId}/Items/{ItemId}/UserData`` with the whole ``UserItemDataDto`` (its flags are not
@@ -14,9 +16,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from .mediabrowser import MediaBrowserServer, json_body, parse_date, webhook_users
-from .mediahttp import boolean, mapping
+from .mediahttp import boolean, listing, mapping
 from .model import Hook, MediaUser
 
 _CHECKS = {"item.markplayed", "item.markunplayed", "item.rate"}
@@ -35,6 +38,10 @@ class EmbyServer(MediaBrowserServer):
 
     def _items_path(self, user: MediaUser) -> tuple[str, dict[str, str]]:
         return f"/Users/{user.key}/Items", {}
+
+    async def _user_list(self) -> list[dict[str, Any]]:
+        # The document has no GET /Users: GET /Users/Query answers a QueryResult<UserDto>.
+        return listing(mapping(await self._call("GET", "/Users/Query")).get("Items"))
 
     async def mark_played(self, user: MediaUser, item_id: str, at: datetime | None) -> None:
         params = {} if at is None else {"DatePlayed": date_played(at)}

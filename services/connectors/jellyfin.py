@@ -1,7 +1,10 @@
 """Jellyfin (its OpenAPI document; 10.9 and later) and its Webhook plugin.
 
-* The API key goes in ``Authorization: MediaBrowser Token="…"``; a user's items are ``GET
-  /Items?userId=…`` with user data and ``ProviderIds``.
+* The API key goes in ``Authorization: MediaBrowser Token="…"``; users are ``GET /Users``; a
+  user's items are ``GET /Items?userId=…`` with user data and ``ProviderIds``. Query names are
+  the document's camelCase (``startIndex``, ``includeItemTypes``…); checked against the 10.11.8
+  document (jellyfin-sdk-kotlin 556b6238: operations GetUsers, GetItems, MarkPlayedItem,
+  MarkUnplayedItem, UpdateItemUserData, DeleteUserItemRating).
 * Played: ``POST /UserPlayedItems/{itemId}?userId=&datePlayed=<ISO 8601>``; unplayed:
   ``DELETE`` on the same path. A rating: ``POST /UserItems/{itemId}/UserData?userId=`` with
   ``{"Rating": n}`` (an update: fields left out stay); cleared with ``DELETE
@@ -21,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .mediabrowser import MediaBrowserServer, json_body, parse_date, webhook_users
-from .mediahttp import boolean
+from .mediahttp import boolean, listing
 from .model import Hook, MediaUser
 
 # SaveReasons that can change what a watch state holds (the rest are progress saves).
@@ -45,6 +48,13 @@ class JellyfinServer(MediaBrowserServer):
 
     def _items_path(self, user: MediaUser) -> tuple[str, dict[str, str]]:
         return "/Items", {"userId": user.key}
+
+    async def _user_list(self) -> list[dict[str, Any]]:
+        return listing(await self._call("GET", "/Users"))  # GetUsers: a UserDto array
+
+    @staticmethod
+    def _query_names(params: dict[str, str]) -> dict[str, str]:
+        return {name[:1].lower() + name[1:]: value for name, value in params.items()}
 
     async def mark_played(self, user: MediaUser, item_id: str, at: datetime | None) -> None:
         params = {"userId": user.key}

@@ -115,6 +115,17 @@ class MediaBrowserServer:
         """The path and the extra query parameters of a user's item query."""
         raise NotImplementedError
 
+    async def _user_list(self) -> list[dict[str, Any]]:
+        """The server's users (``UserDto`` objects)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _query_names(params: dict[str, str]) -> dict[str, str]:
+        """Query parameters spelled as the server's OpenAPI document spells them (Emby's are
+        PascalCase, as written here; Jellyfin's camelCase). Both servers match names without
+        regard to case, but the documents are what a client is written against."""
+        return params
+
     # -- calls ---------------------------------------------------------------------------------
 
     async def _call(
@@ -125,7 +136,12 @@ class MediaBrowserServer:
         json: Any = None,
     ) -> Any:
         return await call(
-            self._http, method, self._url + path, headers=self._headers(), params=params, json=json
+            self._http,
+            method,
+            self._url + path,
+            headers=self._headers(),
+            params=None if params is None else self._query_names(params),
+            json=json,
         )
 
     async def identify(self) -> str:
@@ -133,7 +149,7 @@ class MediaBrowserServer:
         return f"{info.get('ServerName', self.kind)} {info.get('Version', '')}".strip()
 
     async def users(self, configured: Sequence[tuple[str, str, Secret | None]]) -> list[MediaUser]:
-        known = listing(await self._call("GET", "/Users"))
+        known = await self._user_list()
         found: list[MediaUser] = []
         for media_user, account, _ in configured:
             wanted = media_user.replace("-", "").lower()
@@ -143,7 +159,7 @@ class MediaBrowserServer:
             ) or next((u for u in known if str(u.get("Name", "")) == media_user), None)
             if match is None:
                 raise MediaServerRefused(
-                    f"users: the {self.kind} server has no user {media_user!r} (GET /Users)", 404
+                    f"users: the {self.kind} server has no user {media_user!r}", 404
                 )
             key = str(match["Id"])
             names = {media_user, key, key.replace("-", "").lower(), str(match.get("Name", ""))}

@@ -1,5 +1,13 @@
 """Plex Media Server (the community Plex API specification; python-plexapi's use of it).
 
+Checked against LukeHagar/plex-api-spec@ae9507ea ``plex-api-spec.yaml`` (info.version 1.1.1):
+getServerInfo ``GET /``, getSections ``GET /library/sections/all``, listContent ``GET
+/library/sections/{sectionId}/all``, getMetadataItem ``GET /library/metadata/{ids}``, markPlayed
+/ unscrobble / setRating ``PUT /:/scrobble`` ``/:/unscrobble`` ``/:/rate``; every call sends the
+``X-Plex-Client-Identifier`` the document requires. ``GET /accounts`` is not in that document
+(python-plexapi's ``PlexServer.systemAccounts``); nor are ``lastRatedAt`` and ``editionTitle``
+in its ``Metadata``, which are read as optional.
+
 * Reads and writes are per user: a Plex token sees and changes its own account's watch data
   only. The owner acts with the server's token; another user needs their own (``token_env``).
 * Items are listed per section with ``includeGuids=1``, paged with ``X-Plex-Container-Start`` /
@@ -112,7 +120,7 @@ class PlexServer:
         return found
 
     async def scan(self, user: MediaUser) -> AsyncIterator[list[Observed]]:
-        sections = listing((await self._get("/library/sections", user)).get("Directory"))
+        sections = listing((await self._get("/library/sections/all", user)).get("Directory"))
         for section in sections:
             key = str(section.get("key", ""))
             if section.get("type") == "movie":

@@ -1,5 +1,8 @@
 """What the fake media servers share: per-user watch data, a record of every write, the switch
-that makes a server unreachable, and waiting (without sleeping) for a write to arrive."""
+that makes a server unreachable, and waiting (without sleeping) for a write to arrive.
+
+No routes here: plex.py and mediabrowser.py each name the OpenAPI document (and commit) their
+routes were checked against; the table is /work/research/openapi-check.md."""
 
 from __future__ import annotations
 

@@ -1,23 +1,34 @@
 """Fake Jellyfin and Emby servers: the endpoints a connector uses, as Jellyfin's OpenAPI
-document (10.9-10.11) and Emby's (``Emby.SDK`` ``openapi_v3.json``, 4.8) describe them.
+document and Emby's (``Emby.SDK`` ``openapi_v3.json``) describe them.
+
+Routes, parameters and fields checked against (see /work/research/openapi-check.md):
+Jellyfin OpenAPI 10.11.8 as generated into jellyfin/jellyfin-sdk-kotlin@556b6238 (its
+``openapi.json`` is an LFS object, sha256 ``5c93d9cc…``; operations GetUsers, GetItems,
+MarkPlayedItem, MarkUnplayedItem, UpdateItemUserData, DeleteUserItemRating, GetSystemInfo), and
+Emby ``Resources/OpenApi/openapi_v3.json`` 4.8.11.0 (MediaBrowser/Emby.SDK@58acc58a).
 
 Shared: PascalCase JSON, nulls left out, ``{"Items", "TotalRecordCount"}`` pages by
-``StartIndex``/``Limit``, query names matched without regard to case, ``UserData`` with
-``Played``, ``PlayCount``, ``LastPlayedDate`` (seven fractional digits, ``Z``), ``Rating``
-(0-10), ``PlaybackPositionTicks``; 401 without a token, 404 for an unknown user or item.
+``StartIndex``/``Limit``, query names matched without regard to case (as both servers do) but
+every name the document does not list, in the document's spelling, is recorded in
+``off_spec``; ``UserData`` with ``Played``, ``PlayCount``, ``LastPlayedDate`` (seven fractional
+digits, ``Z``), ``Rating`` (0-10), ``PlaybackPositionTicks``, ``ItemId``; 401 without a token,
+404 for an unknown user or item.
 
-* Jellyfin: ``Authorization: MediaBrowser Token="…"``; ids of 32 hex digits; ``GET /Items?userId=``;
-  ``POST|DELETE /UserPlayedItems/{itemId}?userId=&datePlayed=`` (ISO 8601); ``POST
-  /UserItems/{itemId}/UserData?userId=`` (an update: only the fields sent); ``DELETE
-  /UserItems/{itemId}/Rating?userId=``. Webhooks (the Webhook plugin's Generic destination) are a
-  user's template rendered: ``text/plain``, every value a string (``"True"``), Guids with
-  dashes. Quirk switches: ``played_without_date`` (marked played, no ``LastPlayedDate``),
-  ``no_user`` (events without a user).
+* Jellyfin: ``Authorization: MediaBrowser Token="…"``; ids of 32 hex digits; camelCase query
+  names; ``GET /Users`` (a ``UserDto`` array); ``GET /Items?userId=``; ``POST|DELETE
+  /UserPlayedItems/{itemId}?userId=&datePlayed=`` (ISO 8601); ``POST
+  /UserItems/{itemId}/UserData?userId=`` (an update: only the fields sent; answers the
+  ``UserItemDataDto``); ``DELETE /UserItems/{itemId}/Rating?userId=``. Webhooks (the Webhook
+  plugin's Generic destination) are a user's template rendered: ``text/plain``, every value a
+  string (``"True"``), Guids with dashes. Quirk switches: ``played_without_date`` (marked
+  played, no ``LastPlayedDate``), ``no_user`` (events without a user).
 * Emby: ``X-Emby-Token`` (or ``api_key``); numeric item ids; paths with or without ``/emby``;
-  ``GET /Users/{UserId}/Items``; ``POST|DELETE /Users/{UserId}/PlayedItems/{Id}?DatePlayed=``
-  (``yyyyMMddHHmmss`` only: an ISO date is refused); ``POST
-  /Users/{UserId}/Items/{ItemId}/UserData`` (the whole UserItemDataDto). Webhooks as form field
-  ``data=`` (4.7-4.8), a multipart part ``data`` or raw JSON (``webhook_format``).
+  PascalCase query names; ``GET /Users/Query`` (a ``QueryResult<UserDto>``; there is no ``GET
+  /Users``); ``GET /Users/{UserId}/Items``; ``POST|DELETE
+  /Users/{UserId}/PlayedItems/{Id}?DatePlayed=`` (``yyyyMMddHHmmss`` only: an ISO date is
+  refused); ``POST /Users/{UserId}/Items/{ItemId}/UserData`` (the whole UserItemDataDto; an
+  empty 200). Webhooks as form field ``data=`` (4.7-4.8), a multipart part ``data`` or raw JSON
+  (``webhook_format``).
 """
 
 from __future__ import annotations
@@ -36,8 +47,58 @@ from aiohttp import web
 from .common import FakeServer, Watch, Write
 
 Flavor = Literal["jellyfin", "emby"]
-# A request's query with lowercased names (both servers match them without regard to case).
-QUERY = web.RequestKey("query", dict[str, str])
+# The query with its names lowered (both servers match names without regard to case).
+QUERY = web.RequestKey("query", dict)
+
+# The query names each document lists for the routes served (those a client could use here; the
+# item queries list many more filters, none of which a connector sends), as spelled there.
+_JELLYFIN_ITEMS = {
+    "userId", "startIndex", "limit", "recursive", "fields", "includeItemTypes",
+    "excludeItemTypes", "ids", "enableUserData", "enableImages", "parentId", "isPlayed",
+    "sortBy", "sortOrder", "enableTotalRecordCount",
+}  # fmt: skip
+_EMBY_ITEMS = {
+    "StartIndex", "Limit", "Recursive", "Fields", "IncludeItemTypes", "ExcludeItemTypes",
+    "Ids", "EnableUserData", "EnableImages", "ParentId", "IsPlayed", "SortBy", "SortOrder",
+}  # fmt: skip
+DOCUMENTED: dict[Flavor, dict[tuple[str, str], set[str]]] = {
+    "jellyfin": {
+        ("GET", "/System/Info"): set(),
+        ("GET", "/Users"): {"isHidden", "isDisabled"},
+        ("GET", "/Items"): _JELLYFIN_ITEMS,
+        ("POST", "/UserPlayedItems/{item}"): {"userId", "datePlayed"},
+        ("DELETE", "/UserPlayedItems/{item}"): {"userId"},
+        ("POST", "/UserItems/{item}/UserData"): {"userId"},
+        ("DELETE", "/UserItems/{item}/Rating"): {"userId"},
+    },
+    "emby": {
+        ("GET", "/System/Info"): set(),
+        ("GET", "/Users/Query"): {
+            "IsHidden",
+            "IsDisabled",
+            "StartIndex",
+            "Limit",
+            "NameStartsWithOrGreater",
+            "SortOrder",
+        },
+        ("GET", "/Users/{user}/Items"): _EMBY_ITEMS,
+        ("POST", "/Users/{user}/PlayedItems/{item}"): {"DatePlayed"},
+        ("DELETE", "/Users/{user}/PlayedItems/{item}"): set(),
+        ("POST", "/Users/{user}/PlayedItems/{item}/Delete"): set(),
+        ("POST", "/Users/{user}/Items/{item}/UserData"): set(),
+    },
+}
+# UpdateUserItemDataDto (Jellyfin) and UserItemDataDto (Emby): the body of a user-data update.
+USER_DATA_FIELDS: dict[Flavor, set[str]] = {
+    "jellyfin": {
+        "Rating", "PlayedPercentage", "UnplayedItemCount", "PlaybackPositionTicks", "PlayCount",
+        "IsFavorite", "Likes", "LastPlayedDate", "Played", "Key", "ItemId",
+    },
+    "emby": {
+        "Rating", "PlayedPercentage", "UnplayedItemCount", "PlaybackPositionTicks", "PlayCount",
+        "IsFavorite", "LastPlayedDate", "Played", "Key", "ItemId", "ServerId",
+    },
+}  # fmt: skip
 
 
 def iso(seconds: float) -> str:
@@ -68,6 +129,7 @@ class FakeMediaBrowser(FakeServer):
         self.clock: float | None = None
         self._next = 1000
         self._echoes: set[asyncio.Task[None]] = set()
+        self.off_spec: list[str] = []  # "METHOD /route ?name" the document does not list
 
     def now(self) -> float:
         return self.clock if self.clock is not None else time.time()
@@ -132,6 +194,7 @@ class FakeMediaBrowser(FakeServer):
             "IsFavorite": False,
             "Played": watch.plays > 0,
             "Key": item,
+            "ItemId": item,
         }
         if watch.last_played is not None:
             data["LastPlayedDate"] = iso(watch.last_played)
@@ -248,14 +311,15 @@ class FakeMediaBrowser(FakeServer):
         for p in prefixes:
             r = app.router
             r.add_get(p + "/System/Info", self._info)
-            r.add_get(p + "/Users", self._users)
             if self.flavor == "jellyfin":
+                r.add_get(p + "/Users", self._users)
                 r.add_get(p + "/Items", self._items)
                 r.add_post(p + "/UserPlayedItems/{item}", self._played)
                 r.add_delete(p + "/UserPlayedItems/{item}", self._unplayed)
                 r.add_post(p + "/UserItems/{item}/UserData", self._user_data)
                 r.add_delete(p + "/UserItems/{item}/Rating", self._clear_rating)
             else:
+                r.add_get(p + "/Users/Query", self._users)
                 r.add_get(p + "/Users/{user}/Items", self._items)
                 r.add_post(p + "/Users/{user}/PlayedItems/{item}", self._played)
                 r.add_delete(p + "/Users/{user}/PlayedItems/{item}", self._unplayed)
@@ -275,19 +339,51 @@ class FakeMediaBrowser(FakeServer):
             )
         if not ok:
             return web.Response(status=401)
+        self._check_names(request)
         request[QUERY] = {k.lower(): v for k, v in request.query.items()}
         response: web.StreamResponse = await handler(request)
         return response
+
+    def _check_names(self, request: web.Request) -> None:
+        """Record each query name the document does not list for this route (the server would
+        still take a name in another casing: this is how the fake shows drift)."""
+        route = request.match_info.route.resource
+        canonical = route.canonical if route is not None else request.path
+        canonical = canonical.removeprefix("/emby")
+        listed = DOCUMENTED[self.flavor].get((request.method, canonical))
+        if listed is None:
+            return
+        allowed = listed | ({"api_key"} if self.flavor == "emby" else set())
+        for name in request.query:
+            if name not in allowed:
+                self.off_spec.append(f"{request.method} {canonical} ?{name}")
 
     def _user_of(self, request: web.Request) -> str | None:
         user = request.match_info.get("user") or request[QUERY].get("userid")
         return None if user is None else user.replace("-", "").lower()
 
     async def _info(self, request: web.Request) -> web.Response:
-        return web.json_response({"ServerName": "MBSERVERNAME", "Version": "10.11.0", "Id": "x"})
+        version = "10.11.8" if self.flavor == "jellyfin" else "4.8.11.0"
+        return web.json_response(
+            {"ServerName": "MBSERVERNAME", "Version": version, "Id": "f40a5bd0c6b64051"}
+        )
 
     async def _users(self, request: web.Request) -> web.Response:
-        return web.json_response([{"Name": n, "Id": i} for i, n in self.users.items()])
+        users = [
+            {
+                "Name": name,
+                "ServerId": "f40a5bd0c6b64051bdbed00580fa1118",
+                "Id": user_id,
+                "HasPassword": True,
+                "HasConfiguredPassword": True,
+            }
+            for user_id, name in self.users.items()
+        ]
+        if self.flavor == "jellyfin":
+            for user in users:
+                user["HasConfiguredEasyPassword"] = False  # required in Jellyfin's UserDto
+            return web.json_response(users)  # GetUsers: UserDto[]
+        return web.json_response({"Items": users, "TotalRecordCount": len(users)})
 
     async def _items(self, request: web.Request) -> web.Response:
         q = request[QUERY]
@@ -372,6 +468,11 @@ class FakeMediaBrowser(FakeServer):
             return target
         user, item = target
         body = await request.json()
+        self.off_spec.extend(
+            f"{request.method} UserData body {name}"
+            for name in body
+            if name not in USER_DATA_FIELDS[self.flavor]
+        )
         watch = self.watch(user, item)
         if self.flavor == "emby":
             # The whole DTO: flags that are not sent are reset (why a client sends them all).
@@ -384,7 +485,9 @@ class FakeMediaBrowser(FakeServer):
         if "Rating" in body and (self.flavor == "emby" or rating is not None):
             watch.rating = rating
         await self.wrote(Write(user, "rated", item, {"rating": rating}))
-        return web.Response(status=204)
+        if self.flavor == "jellyfin":
+            return web.json_response(self.user_data(user, item))  # UserItemDataDto
+        return web.Response(status=200)  # "Operation successful. Empty response."
 
     async def _clear_rating(self, request: web.Request) -> web.Response:
         target = self._target(request)

@@ -1,11 +1,20 @@
 """A fake Plex Media Server: the endpoints a connector uses, as the community Plex API
 specification (LukeHagar/plex-api-spec) and python-plexapi describe them, with Plex's quirks.
 
-* JSON only with ``Accept: application/json`` (Plex's default is XML: the fake answers 406);
-  ``X-Plex-Token`` as a header or a query parameter; every response a ``MediaContainer``.
+Routes checked against LukeHagar/plex-api-spec@ae9507ea ``plex-api-spec.yaml`` (info.version
+1.1.1; see /work/research/openapi-check.md): getIdentity, getServerInfo, getSections,
+listContent, getMetadataItem, markPlayed, unscrobble, setRating. ``GET /accounts`` is not in it
+(python-plexapi's ``systemAccounts``); ``GET /library/sections`` was, until the document moved
+it to ``/library/sections/all`` (2025), so the fake serves only the latter.
+
+* JSON only with ``Accept: application/json`` (or the document's ``accepts`` header; Plex's
+  default is XML: the fake answers 406); ``X-Plex-Token`` as a header or a query parameter;
+  ``X-Plex-Client-Identifier`` required (400 without) where the document requires it (every
+  route here but ``/identity``, ``/library/sections/all`` and ``/accounts``); every response a
+  ``MediaContainer``.
 * Watch data is per token: each account has its own token and sees its own ``viewCount``,
   ``lastViewedAt``, ``userRating`` and ``lastRatedAt`` — absent, not null, when unset.
-* ``GET /library/sections`` (and ``/library/sections/all``), ``GET
+* ``GET /library/sections/all``, ``GET
   /library/sections/{key}/all?type=&includeGuids=`` paged by ``X-Plex-Container-Start`` /
   ``-Size`` (headers or query), ``GET /library/metadata/{ratingKey}``, ``GET /accounts``,
   ``GET /``, ``GET /identity``; GET or PUT ``/:/scrobble``, ``/:/unscrobble``, ``/:/rate``
@@ -31,8 +40,17 @@ from .common import FakeServer, Write
 
 IDENTIFIER = "com.plexapp.plugins.library"
 OWNER = "1"
-# The account whose token a request carries (its watch data is what the request sees).
-ACCOUNT = web.RequestKey("account", str)
+ACCOUNT = web.RequestKey("account", str)  # the id of the account whose token came
+# The routes whose operation in the document has the X-Plex-Client-Identifier header required
+# (getServerInfo, listContent, getMetadataItem, markPlayed, unscrobble, setRating).
+CLIENT_ID_REQUIRED = {
+    "/",
+    "/library/sections/{section}/all",
+    "/library/metadata/{keys}",
+    "/:/scrobble",
+    "/:/unscrobble",
+    "/:/rate",
+}
 JPEG = b"\xff\xd8\xff\xe0" + b"\x00" * 64 + b"\xff\xd9"
 
 
@@ -192,7 +210,6 @@ class FakePlex(FakeServer):
         r.add_get("/identity", self._identity)
         r.add_get("/", self._root)
         r.add_get("/accounts", self._accounts)
-        r.add_get("/library/sections", self._sections)
         r.add_get("/library/sections/all", self._sections)
         r.add_get("/library/sections/{section}/all", self._section_all)
         r.add_get("/library/metadata/{keys}", self._metadata)
@@ -214,7 +231,12 @@ class FakePlex(FakeServer):
         account = next((a for a in self.accounts.values() if a.token == token), None)
         if account is None:
             return web.Response(status=401, text="<html><h1>401 Unauthorized</h1></html>")
-        if "application/json" not in request.headers.get("Accept", ""):
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else request.path
+        if route in CLIENT_ID_REQUIRED and not request.headers.get("X-Plex-Client-Identifier"):
+            return web.Response(status=400, text="<html>X-Plex-Client-Identifier required</html>")
+        accepts = request.headers.get("Accept", "") + request.headers.get("accepts", "")
+        if "application/json" not in accepts:
             return web.Response(
                 status=406, text="this fake speaks JSON only; Plex's default is XML"
             )
