@@ -18,6 +18,7 @@ from services.connectors.connector import Connector
 from services.connectors.run import opened, run
 from services.connectors.upstream import Backoff
 from tests.api import settle
+from tests.servers import pull
 
 WEBHOOK_SECRET = "hook-secret"
 
@@ -84,6 +85,17 @@ class Running:
         """Until what the connector queued is in watchledger and applied by its projections."""
         await self.connector.sender.idle()
         await settle(self.client)
+
+    async def drain(self, server_id: str, server: dict[str, str]) -> None:
+        """Until the server has no change pending in watchledger: the connector applied (or
+        kept) and acknowledged every one (``server``: headers to call as the server)."""
+        connector = self.connector
+        while True:
+            answers = connector.changes_drained
+            changes, _ = await pull(self.client, server_id, server)  # no cursor: only a look
+            if not changes:
+                return
+            await connector.drained(answers)
 
     async def poll(self) -> None:
         """One full poll, now, and its events delivered."""

@@ -36,7 +36,7 @@ from tests.api import create_account, post_actions, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
 from tests.fakes.mediabrowser import FakeMediaBrowser
 from tests.fakes.plex import FakePlex
-from tests.servers import grant, pull, register, sync
+from tests.servers import grant, register, sync
 
 ACCOUNTS = ("ann", "bob")
 MOVIES, EPISODES = 4, 3
@@ -162,16 +162,8 @@ class World:
         return writes, sent
 
     async def drain(self, node: Node) -> None:
-        """Until the server has no change pending in watchledger: its connector applied and
-        acknowledged all of them."""
         assert node.running is not None
-        connector = node.running.connector
-        while True:
-            answers = connector.changes_drained
-            changes, _ = await pull(self.client, node.sid, node.headers)  # no cursor: a look
-            if not changes:
-                return
-            await connector.drained(answers)
+        await node.running.drain(node.sid, node.headers)
 
     async def quiesce(self) -> None:
         """Poll every server and exchange until a whole pass moves nothing."""

@@ -136,7 +136,7 @@ def test_the_systemd_unit_runs_one_connector_per_instance() -> None:
     assert lines["EnvironmentFile"] == "/etc/watchledger/connect/%i.env"
     assert lines["StateDirectory"] == "watchledger-connect/%i"
     assert lines["Restart"] == "on-failure"
-    assert lines["RestartPreventExitStatus"] == "2"  # a configuration error: exit 2
+    assert lines["RestartPreventExitStatus"] == "2 3"  # a configuration error, a refusal
     main = (DEPLOY / "systemd" / "watchledger.service").read_text()
     for hardening in ("NoNewPrivileges", "ProtectSystem", "ProtectHome", "PrivateTmp"):
         assert f"{hardening}={lines[hardening]}" in main

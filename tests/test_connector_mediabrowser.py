@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.api import create_account
+from tests.api import create_account, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
 from tests.fakes.mediabrowser import FakeMediaBrowser
 from tests.servers import register, sync
@@ -22,10 +22,17 @@ MOVIE = "imdb://movie/tt0111161"
 
 
 class World:
-    def __init__(self, fake: FakeMediaBrowser, running: Running, ann: dict[str, str]) -> None:
+    def __init__(
+        self,
+        fake: FakeMediaBrowser,
+        running: Running,
+        ann: dict[str, str],
+        server: dict[str, str],
+    ) -> None:
         self.fake = fake
         self.running = running
         self.ann = ann
+        self.server = server
         self.user = next(iter(fake.users))
         self.movie = next(i.id for i in fake.items.values() if i.type == "Movie")
         self.episode = next(i.id for i in fake.items.values() if i.type == "Episode")
@@ -63,7 +70,7 @@ async def world(
     try:
         async with running_connector(client, config, env) as running:
             fake.webhook_url = running.webhook_url
-            yield World(fake, running, ann)
+            yield World(fake, running, ann, server)
     finally:
         await fake.close()
 
@@ -161,3 +168,25 @@ async def test_every_call_is_one_the_servers_document_lists(
     await world.running.poll()
     assert fake.reads > 0
     assert fake.off_spec == []
+
+
+async def test_a_change_for_a_title_the_library_lacks_is_applied_when_it_arrives(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    fake, running = world.fake, world.running
+    later = {"type": "watched", "guid": "imdb://movie/tt0068646", "at": at(T1)}
+    response = await client.post("/v1/me/actions", json={"actions": [later]}, headers=world.ann)
+    assert response.status == 200, await response.text()
+    await settle(client)
+    await running.drain("mb-1", world.server)
+    assert fake.writes == []
+    assert running.connector.state.deferred_count() == 1
+
+    item = fake.add_movie({"Imdb": "tt0068646"})  # the file arrives; the next poll finds it
+    await running.poll()
+    await fake.wait_writes(lambda writes: len(writes) == 1)
+    assert fake.data[(world.user, item)].last_played == T1
+    assert running.connector.state.deferred_count() == 0
+    await running.poll()
+    assert running.sent == []
+    assert len(fake.writes) == 1

@@ -88,6 +88,9 @@ class Connector:
         # Looks and writes take turns; a write's sequence number tells a look whose read was
         # made before it (and is older than what the write recorded).
         self._lock = asyncio.Lock()
+        # Changes are applied one at a time, in the order watchledger delivered them (the kept
+        # ones of titles not in the library too).
+        self._applying = asyncio.Lock()
         self._seq = 0
         self._writes: dict[tuple[str, str], int] = {}
         self._retry_looks: set[tuple[str, str]] = set()
@@ -164,10 +167,12 @@ class Connector:
         observed = await self.server.read(user, item_id)
         if observed is None:
             return
-        self.state.remember_items([observed.item])
+        mapped = self.state.remember_items([observed.item])
         async with self._lock:
             self._take(user, [observed], before, hook_at=at)
         self.sender.wake()
+        if mapped:
+            await self.apply_deferred(mapped)
 
     def _take(
         self,
@@ -303,15 +308,20 @@ class Connector:
             user = next(u for u in self.users if u.key == key)
             await self.look(user, item_id)
             self._retry_looks.discard((key, item_id))
+        mapped: set[str] = set()
         for user in self.users:
             first = self.state.get(f"scanned:{user.key}") is None
-            queued = await self._scan(user, silent=first)
+            queued = await self._scan(user, mapped, silent=first)
             if first:
                 self.state.put(f"scanned:{user.key}", _iso(self.clock()))
             log.info("user_polled", kind=self.server.kind, first=first, events=queued)
         self.sender.wake()
+        if mapped:
+            await self.apply_deferred(mapped)
 
-    async def _scan(self, user: MediaUser, *, silent: bool) -> int:
+    async def _scan(self, user: MediaUser, mapped: set[str], *, silent: bool) -> int:
+        """Read every item with the user's data; ``mapped`` gains the title ids of items that
+        are new to the item map."""
         queued = 0
         pages = self.server.scan(user).__aiter__()
         while True:
@@ -320,7 +330,7 @@ class Connector:
                 page = await pages.__anext__()
             except StopAsyncIteration:
                 return queued
-            self.state.remember_items(o.item for o in page)
+            mapped |= self.state.remember_items(o.item for o in page)
             async with self._lock:
                 queued += self._take(user, page, before, silent=silent)
 
@@ -357,10 +367,22 @@ class Connector:
 
     async def apply(self, change: Change) -> None:
         """Apply one change to every item of its title, for every user of its account."""
-        if isinstance(change, BaselineRequest):
-            await self.baseline(change.account)
-            self.metrics.changes.labels(outcome="baseline").inc()
-            return
+        async with self._applying:
+            if isinstance(change, BaselineRequest):
+                await self.baseline(change.account)
+                self.metrics.changes.labels(outcome="baseline").inc()
+            else:
+                await self._apply_state(change)
+
+    async def apply_deferred(self, ids: set[str]) -> None:
+        """Apply the kept changes for titles the library did not hold, now that items with
+        ``ids`` appeared (read again under the lock: a newer change may have replaced them)."""
+        async with self._applying:
+            for change in self.state.deferred_named(ids):
+                log.info("deferred_change_due", kind=self.server.kind)
+                await self._apply_state(change)
+
+    async def _apply_state(self, change: StateChange) -> None:
         started = time.monotonic()
         users = self._by_account.get(change.account, [])
         if not users:
@@ -371,8 +393,11 @@ class Connector:
             return
         item_ids = self.state.items_named(change.ids)
         if not item_ids:
+            # Kept (it is acknowledged) and applied if an item of the title appears.
+            self.state.defer(change)
             self.metrics.changes.labels(outcome="not_in_library").inc()
             return
+        self.state.undefer(change.account, change.ids)
         for user in users:
             for item_id in item_ids:
                 outcome = await self._apply_item(user, item_id, change)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import msgspec
 
+from services.http.wire import StateChange
+
 from .model import Item, UserData
 
 SCHEMA_VERSION = 1
@@ -58,6 +60,22 @@ CREATE TABLE IF NOT EXISTS added (
     item_id TEXT PRIMARY KEY,
     at      REAL NOT NULL
 );
+-- Changes for titles the library did not hold when they came (acknowledged to watchledger, so
+-- kept here): applied when an item with one of their ids appears.
+CREATE TABLE IF NOT EXISTS deferred (
+    account TEXT NOT NULL,
+    guid    TEXT NOT NULL,
+    change  TEXT NOT NULL,   -- JSON: the change, as delivered
+    PRIMARY KEY (account, guid)
+);
+CREATE TABLE IF NOT EXISTS deferred_ids (
+    title_id TEXT NOT NULL,
+    account  TEXT NOT NULL,
+    guid     TEXT NOT NULL,
+    PRIMARY KEY (title_id, account, guid),
+    FOREIGN KEY (account, guid) REFERENCES deferred ON DELETE CASCADE
+);
+CREATE INDEX IF NOT EXISTS deferred_ids_change ON deferred_ids (account, guid);
 CREATE TABLE IF NOT EXISTS outbox (
     seq   INTEGER PRIMARY KEY AUTOINCREMENT,
     event TEXT NOT NULL      -- JSON: one server event, as sent
@@ -127,8 +145,10 @@ class LocalState:
 
     # -- the item map ------------------------------------------------------------------------
 
-    def remember_items(self, items: Iterable[Item]) -> None:
-        """Record (or update) items and the title ids they map to."""
+    def remember_items(self, items: Iterable[Item]) -> set[str]:
+        """Record (or update) items and the title ids they map to; the title ids of items that
+        are new or now map to other ids."""
+        mapped: set[str] = set()
         with self._transaction() as db:
             for item in items:
                 row = db.execute(
@@ -148,6 +168,8 @@ class LocalState:
                     "INSERT OR IGNORE INTO item_ids (title_id, item_id) VALUES (?, ?)",
                     [(title_id, item.item_id) for title_id in item.ids],
                 )
+                mapped.update(item.ids)
+        return mapped
 
     def items_named(self, ids: Sequence[str]) -> list[str]:
         """The items (ids on the server) of the title named by any of ``ids``."""
@@ -159,6 +181,57 @@ class LocalState:
             tuple(ids),
         ).fetchall()
         return [str(row[0]) for row in rows]
+
+    # -- changes for titles not in the library yet --------------------------------------------
+
+    def defer(self, change: StateChange) -> None:
+        """Keep ``change`` until an item of its title appears (it replaces any kept change of
+        the account's that names one of the same ids)."""
+        with self._transaction() as db:
+            self._undefer(db, change.account, change.ids)
+            db.execute(
+                "INSERT INTO deferred (account, guid, change) VALUES (?, ?, ?)",
+                (change.account, change.guid, msgspec.json.encode(change).decode()),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO deferred_ids (title_id, account, guid) VALUES (?, ?, ?)",
+                [(title_id, change.account, change.guid) for title_id in change.ids],
+            )
+
+    def undefer(self, account: str, ids: Sequence[str]) -> None:
+        """Drop the kept changes of ``account`` that name any of ``ids`` (a newer one came)."""
+        with self._transaction() as db:
+            self._undefer(db, account, ids)
+
+    @staticmethod
+    def _undefer(db: sqlite3.Connection, account: str, ids: Sequence[str]) -> None:
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            db.execute(
+                "DELETE FROM deferred WHERE (account, guid) IN (SELECT account, guid FROM "
+                f"deferred_ids WHERE account = ? AND title_id IN ({marks}))",
+                (account, *chunk),
+            )
+
+    def deferred_named(self, ids: Iterable[str]) -> list[StateChange]:
+        """The kept changes that name any of ``ids``."""
+        wanted = sorted(set(ids))
+        found: dict[tuple[str, str], StateChange] = {}
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                "SELECT DISTINCT d.account, d.guid, d.change FROM deferred_ids i JOIN deferred d "
+                f"USING (account, guid) WHERE i.title_id IN ({marks})",
+                tuple(chunk),
+            ).fetchall()
+            for account, guid, change in rows:
+                found[(account, guid)] = msgspec.json.decode(change, type=StateChange)
+        return [found[key] for key in sorted(found)]
+
+    def deferred_count(self) -> int:
+        return int(self._db.execute("SELECT count(*) FROM deferred").fetchone()[0])
 
     def item(self, item_id: str) -> Item | None:
         row = self._db.execute(

@@ -339,8 +339,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "The configuration is TOML (see the README, 'Connectors'); its secrets come from "
             "the environment variables it names (token_env, secret_env), never from the file. "
-            "A configuration error is one line naming the key, exit 2. The listener also "
-            "serves GET /metrics (Prometheus) and GET /healthz."
+            "Exit codes: 2, a configuration error (one line naming the key); 3, a side "
+            "refused it (a token, a user the media server does not know: a restart cannot "
+            "help); 1, a part of it stopped; 0, stopped by SIGINT or SIGTERM. The listener "
+            "also serves GET /metrics (Prometheus) and GET /healthz."
         ),
     )
     p.add_argument("--config", required=True, metavar="FILE", help="the connector's TOML file")
@@ -604,7 +606,8 @@ async def _verify(settings: Settings, url: str, projection: str) -> int:
 
 def _connect(path: str, settings: Settings) -> int:
     """``watchledger connect``: a configuration error is one line, exit 2; a side that refuses
-    the connector (a token, a user it does not know) one line, exit 1."""
+    the connector (a token, a user it does not know) one line, exit 3 (a restart cannot help
+    either); a part of it that stopped, exit 1."""
     from services.connectors.config import ConfigError, load_config
     from services.connectors.model import MediaServerRefused
     from services.connectors.run import opened, run
@@ -632,14 +635,14 @@ def _connect(path: str, settings: Settings) -> int:
         return 1
     except MediaServerRefused as exc:
         _report(f"the {config.kind} server refused the connector: {exc}", settings)
-        return 1
+        return 3
     except WatchledgerRefused as exc:
         _report(
             f"watchledger refused the connector: {exc} (check watchledger.server_id and the "
             f"token in ${config.server_token.variable})",
             settings,
         )
-        return 1
+        return 3
     except OSError as exc:
         _report(f"cannot listen on {config.listen_host}:{config.listen_port}: {exc}", settings)
         return 1
