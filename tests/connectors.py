@@ -68,11 +68,13 @@ class Running:
         self.connector = connector
         self.client = client
         self.sent: list[dict[str, Any]] = []
+        self.batches = 0  # requests that carried them
         self.port = 0
         send = connector.upstream.send
 
         async def recording(events: list[dict[str, object]]) -> list[dict[str, Any]]:
             self.sent.extend(events)
+            self.batches += 1
             return await send(events)
 
         connector.upstream.send = recording  # type: ignore[method-assign]
@@ -112,13 +114,14 @@ async def running_connector(
     env: dict[str, str],
     *,
     clock: Callable[[], datetime] | None = None,
+    sender_window: float = 0.01,
 ) -> AsyncIterator[Running]:
     """The connector of ``config`` running until the block ends (its first poll done), on
     ``clock`` where given (a simulated "now")."""
     loaded = load_config(config, env)
     stop = asyncio.Event()
     started = asyncio.Event()
-    async with opened(loaded, backoff=Backoff(0.01, 0.2), sender_window=0.01) as connector:
+    async with opened(loaded, backoff=Backoff(0.01, 0.2), sender_window=sender_window) as connector:
         if clock is not None:
             connector.clock = clock
         running = Running(connector, client)

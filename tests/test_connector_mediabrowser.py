@@ -3,6 +3,7 @@ watchledger."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,11 +39,17 @@ class World:
         self.episode = next(i.id for i in fake.items.values() if i.type == "Episode")
 
 
-@pytest.fixture(params=["jellyfin", "emby-form", "emby-multipart", "emby-json"])
-async def world(
-    request: pytest.FixtureRequest, client: TestClient[Any, Any], tmp_path: Path
+@contextlib.asynccontextmanager
+async def mediabrowser_world(
+    client: TestClient[Any, Any],
+    tmp_path: Path,
+    flavor: str,
+    fmt: str = "",
+    *,
+    sender_window: float = 0.01,
 ) -> AsyncIterator[World]:
-    flavor, _, fmt = str(request.param).partition("-")
+    """Ann (sync on) owns a registered Jellyfin or Emby server (webhooks in ``fmt``) holding a
+    movie and a show's first episode, and its connector runs."""
     fake = FakeMediaBrowser(flavor, API_KEY)  # type: ignore[arg-type]
     if fmt:
         fake.webhook_format = fmt  # type: ignore[assignment]
@@ -68,11 +75,20 @@ async def world(
         "CONNECTOR_WEBHOOK_SECRET": WEBHOOK_SECRET,
     }
     try:
-        async with running_connector(client, config, env) as running:
+        async with running_connector(client, config, env, sender_window=sender_window) as running:
             fake.webhook_url = running.webhook_url
             yield World(fake, running, ann, server)
     finally:
         await fake.close()
+
+
+@pytest.fixture(params=["jellyfin", "emby-form", "emby-multipart", "emby-json"])
+async def world(
+    request: pytest.FixtureRequest, client: TestClient[Any, Any], tmp_path: Path
+) -> AsyncIterator[World]:
+    flavor, _, fmt = str(request.param).partition("-")
+    async with mediabrowser_world(client, tmp_path, flavor, fmt) as made:
+        yield made
 
 
 async def state(client: TestClient[Any, Any], who: dict[str, str], guid: str) -> dict[str, Any]:
@@ -190,3 +206,20 @@ async def test_a_change_for_a_title_the_library_lacks_is_applied_when_it_arrives
     await running.poll()
     assert running.sent == []
     assert len(fake.writes) == 1
+
+
+PRIVATE = ("MBSERVERNAME", "MBDEVICENAME", "MBPATHNAME", "203.0.113.9", "f40a5bd0c6b6")
+ALLOWED = {"account", "type", "guid", "ids", "at", "rating", "edition", "baseline"}
+
+
+async def test_nothing_of_where_it_happened_leaves_the_connector(world: World) -> None:
+    """Server, device, path and address ride in every payload and listing; none leaves."""
+    fake, running = world.fake, world.running
+    await fake.play_to_end(world.user, world.episode)
+    await fake.rate(world.user, world.movie, 9)
+    await fake.mark_played(world.user, world.movie)
+    await running.delivered()
+    assert len(running.sent) == 3
+    for event in running.sent:
+        assert set(event) <= ALLOWED
+        assert not any(marker in repr(event) for marker in PRIVATE)

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.api import create_account
+from tests.api import create_account, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
 from tests.fakes.plex import FakePlex, post_plex_webhook
 from tests.servers import register, sync
@@ -214,3 +214,46 @@ async def test_nothing_of_where_it_happened_leaves_the_connector(
     for event in running.sent:
         assert set(event) <= ALLOWED
         assert not any(marker in repr(event) for marker in PRIVATE)
+
+
+async def test_turning_sync_on_uploads_one_baseline_record_per_title(
+    client: TestClient[Any, Any], plex: FakePlex, tmp_path: Path
+) -> None:
+    """Rule 7: a movie watched twice is one record, at its most recent viewing; a rated
+    episode its rating; nothing for what was never watched or rated."""
+    ann = await create_account(client, "ann")
+    server = await register(client, ann, "plex-1")
+    twice = plex.watch("1", "101")
+    twice.plays, twice.last_played = 2, T1 + 3600
+    rated = plex.watch("1", "201")
+    rated.rating, rated.rated_at = 8.0, T1
+    config = write_config(
+        tmp_path / "plex.toml",
+        kind="plex",
+        watchledger=str(client.make_url("")).rstrip("/"),
+        server_id="plex-1",
+        media_url=await plex.start(plex.app()),
+        users=[("owner", "ann", None)],
+    )
+    env = {
+        "WATCHLEDGER_SERVER_TOKEN": server["Authorization"].removeprefix("Bearer "),
+        "MEDIA_TOKEN": OWNER_TOKEN,
+        "CONNECTOR_WEBHOOK_SECRET": WEBHOOK_SECRET,
+    }
+    async with running_connector(client, config, env) as running:
+        assert running.sent == []  # sync is off: nothing of Ann's goes
+        await sync(client, ann, True)
+        await settle(client)
+        await running.drain("plex-1", server)
+        await running.delivered()
+        assert sorted(
+            (e["type"], e["guid"], e.get("at"), e.get("rating")) for e in running.sent
+        ) == [
+            ("rated", EPISODE, at(T1), 8),
+            ("watched", MOVIE, at(T1 + 3600), None),
+        ]
+        assert all(e["baseline"] is True for e in running.sent)
+    assert [(h["type"], h["at"]) for h in await history(client, ann)] == [
+        ("watched", at(T1 + 3600))
+    ]
+    assert (await state(client, ann, EPISODE))["rating"] == 8
