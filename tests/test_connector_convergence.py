@@ -31,11 +31,11 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from services.connectors.fakes.mediabrowser import FakeMediaBrowser
+from services.connectors.fakes.plex import FakePlex
 from services.connectors.model import api_rating
 from tests.api import create_account, post_actions, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
-from tests.fakes.mediabrowser import FakeMediaBrowser
-from tests.fakes.plex import FakePlex
 from tests.servers import grant, register, sync
 
 ACCOUNTS = ("ann", "bob")

@@ -16,8 +16,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from services.connectors.fakes.mediabrowser import FakeMediaBrowser
 from tests.api import OPERATOR_TOKEN
-from tests.fakes.mediabrowser import FakeMediaBrowser
 from tests.live import WATCHLEDGER, LiveService, free_port, live_service
 
 API_KEY = "jf-api-key"

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from services.connectors.fakes.mediabrowser import FakeMediaBrowser
 from tests.api import create_account, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
-from tests.fakes.mediabrowser import FakeMediaBrowser
 from tests.servers import register, sync
 
 API_KEY = "mb-api-key"

@@ -11,9 +11,9 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from services.connectors.fakes.plex import FakePlex, post_plex_webhook
 from tests.api import create_account, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
-from tests.fakes.plex import FakePlex, post_plex_webhook
 from tests.servers import register, sync
 
 MOVIE = "plex://movie/5d776825880197001ec967c6"

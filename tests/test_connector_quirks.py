@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.fakes.mediabrowser import emby_body
-from tests.fakes.plex import FakePlex
+from services.connectors.fakes.mediabrowser import emby_body
+from services.connectors.fakes.plex import FakePlex
 from tests.test_connector_mediabrowser import MOVIE, World, mediabrowser_world, state
 from tests.test_connector_plex import OWNER_TOKEN, history, library, setup
 
