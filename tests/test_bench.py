@@ -92,3 +92,22 @@ async def test_the_feeds_benchmark_prints_reads_streams_and_the_fan_out(
         "worst case, an action of an account all 25 streams' readers are friends with",
     ):
         assert line in out
+
+
+async def test_the_connectors_benchmark_prints_scan_baseline_and_server_to_server(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = BenchOptions(items=60, samples=3)
+
+    assert await run_bench("connectors", server_url, tiny) == 0
+
+    out = capsys.readouterr().out
+    for line in (
+        "connector first scan, 60 items",
+        "Jellyfin listing, no connector (ceiling)",
+        "baseline upload, 60 titles, to recorded",
+        "POST /v1/servers/{sid}/events, 1000/request (ceiling)",
+        "webhook on Plex -> played on Jellyfin (connectors)",
+        "server A event -> long-poll on B (service alone)",
+    ):
+        assert line in out

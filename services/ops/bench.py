@@ -503,11 +503,12 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     activities: int = 1_000_000
     streams: int = 10_000
     idle_seconds: float = 20.0
+    items: int = 10_000
 
 
 async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
-    """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, ``feeds`` or
-    ``replay``) and print its figures."""
+    """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, ``feeds``,
+    ``replay`` or ``connectors``) and print its figures."""
     if suite in ("eventstore", "all"):
         figures = await bench_eventstore(
             url, writers=options.writers, events=options.events, batch=options.batch
@@ -549,6 +550,14 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
         print_figures("watchledger bench feeds", figures)
         print_latencies(latencies)
         print_streams(streams)
+    if suite == "connectors":
+        from .bench_connectors import bench_connectors
+
+        figures, latencies = await bench_connectors(
+            url, items=options.items, samples=options.samples
+        )
+        print_figures("watchledger bench connectors", figures)
+        print_latencies(latencies)
     if suite == "replay":
         from .bench_replay import bench_replay, print_per_minute
 

@@ -148,8 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "suite",
-        choices=["eventstore", "api", "servers", "feeds", "replay", "all"],
-        help="what to measure (all: every suite but feeds and replay, which take minutes)",
+        choices=["eventstore", "api", "servers", "feeds", "replay", "connectors", "all"],
+        help=(
+            "what to measure (all: every suite but feeds, replay and connectors, which take "
+            "minutes)"
+        ),
     )
     log_options = p.add_argument_group("eventstore")
     log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
@@ -209,6 +212,15 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="seconds the server's CPU is measured idle, without and with the streams (20)",
+    )
+    connector_options = p.add_argument_group(
+        "connectors (fake Plex and Jellyfin servers; --samples server-to-server samples)"
+    )
+    connector_options.add_argument(
+        "--items",
+        type=int,
+        default=10_000,
+        help="items in the library a connector scans and uploads as a baseline (10000)",
     )
     _add_database_options(p)
     _add_logging_options(p)

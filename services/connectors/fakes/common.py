@@ -77,7 +77,7 @@ class FakeServer:
 
     async def start(self, app: web.Application) -> str:
         self.server = TestServer(app)
-        await self.server.start_server()
+        await self.server.start_server(access_log=None)  # a line a request is noise here
         return str(self.server.make_url("")).rstrip("/")
 
     async def close(self) -> None:
