@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
@@ -223,3 +224,32 @@ async def test_nothing_of_where_it_happened_leaves_the_connector(world: World) -
     for event in running.sent:
         assert set(event) <= ALLOWED
         assert not any(marker in repr(event) for marker in PRIVATE)
+
+
+async def test_metrics_count_what_happened_and_name_no_one_and_nothing(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    fake, running = world.fake, world.running
+    await fake.mark_played(world.user, world.movie)
+    later = {"type": "watched", "guid": "imdb://movie/tt0068646", "at": at(T1)}
+    response = await client.post("/v1/me/actions", json={"actions": [later]}, headers=world.ann)
+    assert response.status == 200
+    await running.delivered()
+    await running.drain("mb-1", world.server)
+    url = running.webhook_url.split("/webhook")[0] + "/metrics"
+    async with aiohttp.ClientSession() as http, http.get(url) as scraped:
+        assert scraped.status == 200
+        text = await scraped.text()
+    values = {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
+    assert values['watchledger_connector_events_sent_total{result="recorded",type="watched"}'] == 1
+    assert values['watchledger_connector_changes_total{outcome="not_in_library"}'] >= 1
+    assert values["watchledger_connector_deferred_changes"] == 1
+    assert values["watchledger_connector_outbox_events"] == 0
+    private = ("ann", world.user, world.movie, "tt0111161", "tt0068646", "278", "mb-1")
+    for series in values:
+        labels = series.partition("{")[2]
+        assert not any(p in labels for p in private), series

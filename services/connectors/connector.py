@@ -82,6 +82,7 @@ class Connector:
         self.metrics = metrics
         self.backoff = backoff or Backoff()
         self.sender = Sender(state, upstream, metrics, backoff=self.backoff, window=sender_window)
+        metrics.deferred.set_function(state.deferred_count)
         self.users: list[MediaUser] = []
         self._by_name: dict[str, MediaUser] = {}
         self._by_account: dict[str, list[MediaUser]] = {}

@@ -62,6 +62,11 @@ class ConnectorMetrics:
             "Events waiting to be accepted by watchledger.",
             registry=r,
         )
+        self.deferred = Gauge(
+            "watchledger_connector_deferred_changes",
+            "Changes kept for titles the library does not hold (applied when one arrives).",
+            registry=r,
+        )
         self.polls = Histogram(
             "watchledger_connector_poll_seconds",
             "Time of one full poll of every mapped user's watch data.",
