@@ -1,7 +1,8 @@
 """``watchledger connect`` as the separate process it is in production, against a real
-``watchledger serve`` process and a fake Jellyfin server: a mark on the server reaches the
-service, a change through the API reaches the server with its date, SIGTERM stops it cleanly
-(exit 0), and a token the service refuses is one line and exit 3."""
+``watchledger serve`` process and a fake Plex, Jellyfin or Emby server: a watch on the server
+reaches the service with the server's time, a rating through the API reaches the server, an
+unwatch on the server reaches the service, SIGTERM stops it cleanly (exit 0), and a token the
+service refuses is one line and exit 3."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import asyncio
 import json
 import os
 import signal
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,11 @@ import aiohttp
 import pytest
 
 from services.connectors.fakes.mediabrowser import FakeMediaBrowser
+from services.connectors.fakes.plex import FakePlex
 from tests.api import OPERATOR_TOKEN
 from tests.live import WATCHLEDGER, LiveService, free_port, live_service
 
-API_KEY = "jf-api-key"
+API_KEY = "live-media-token"
 SECRET = "live-hook-secret"
 T1 = 1_767_268_800.0  # 2026-01-01T12:00:00Z
 
@@ -48,42 +50,52 @@ class Api:
             return await response.json() if response.status != 204 else None
 
 
-@pytest.fixture
-async def world(service: LiveService, tmp_path: Path) -> AsyncIterator[dict[str, Any]]:
-    """Ann (sync on) owns a registered Jellyfin server; the fake Jellyfin runs; a
+@pytest.fixture(params=["plex", "jellyfin", "emby"])
+async def world(
+    request: pytest.FixtureRequest, service: LiveService, tmp_path: Path
+) -> AsyncIterator[dict[str, Any]]:
+    """Ann (sync on) owns a registered media server of each kind in turn; its fake runs; a
     configuration for its connector is written."""
-    fake = FakeMediaBrowser("jellyfin", API_KEY)
-    user = fake.add_user("ann")
-    movie = fake.add_movie({"Imdb": "tt0111161", "Tmdb": "278"})
+    kind = str(request.param)
+    fake: FakePlex | FakeMediaBrowser
+    if kind == "plex":
+        fake = FakePlex(API_KEY)
+        fake.add_movie("101", "plex://movie/5d776825880197001ec967c6", ["imdb://tt0111161"])
+        user, movie, media_user = "1", "101", "owner"
+    else:
+        fake = FakeMediaBrowser(kind, API_KEY)  # type: ignore[arg-type]
+        user = fake.add_user("ann")
+        movie = fake.add_movie({"Imdb": "tt0111161", "Tmdb": "278"})
+        media_user = "ann"
     media_url = await fake.start(fake.app())
     async with aiohttp.ClientSession() as http:
         api = Api(http, service.base_url)
         account = {"id": "ann", "kind": "full", "name": "Ann"}
         ann = (await api.call("POST", "/v1/accounts", OPERATOR_TOKEN, account, 201))["token"]
-        server = {"id": "jf-live", "name": "Jellyfin", "version": "10.11.0"}
+        server = {"id": "live-1", "name": kind, "version": "10.11.0"}
         registered = await api.call("POST", "/v1/servers", ann, server, 201)
         await api.call("PATCH", "/v1/me", ann, {"sync_enabled": True})
         port = free_port()
-        config = tmp_path / "jf.toml"
+        config = tmp_path / "live.toml"
         config.write_text(
             "\n".join(
                 [
-                    'state_file = "jf.sqlite"',
+                    'state_file = "live.sqlite"',
                     "poll_interval = 3600",
                     "[watchledger]",
                     f'url = "{service.base_url}"',
-                    'server_id = "jf-live"',
+                    'server_id = "live-1"',
                     'token_env = "WATCHLEDGER_SERVER_TOKEN"',
                     "[media_server]",
-                    'kind = "jellyfin"',
+                    f'kind = "{kind}"',
                     f'url = "{media_url}"',
-                    'token_env = "JELLYFIN_API_KEY"',
+                    'token_env = "MEDIA_TOKEN"',
                     "[listen]",
                     'host = "127.0.0.1"',
                     f"port = {port}",
                     'secret_env = "HOOK_SECRET"',
                     "[[users]]",
-                    'media_user = "ann"',
+                    f'media_user = "{media_user}"',
                     'account = "ann"',
                 ]
             )
@@ -92,7 +104,7 @@ async def world(service: LiveService, tmp_path: Path) -> AsyncIterator[dict[str,
         env = {
             **os.environ,
             "WATCHLEDGER_SERVER_TOKEN": registered["token"],
-            "JELLYFIN_API_KEY": API_KEY,
+            "MEDIA_TOKEN": API_KEY,
             "HOOK_SECRET": SECRET,
             "WATCHLEDGER_LOG_FORMAT": "json",
         }
@@ -109,74 +121,129 @@ async def world(service: LiveService, tmp_path: Path) -> AsyncIterator[dict[str,
     await fake.close()
 
 
-async def connect(config: Path, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        WATCHLEDGER,
-        "connect",
-        "--config",
-        str(config),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
+class Connect:
+    """A ``watchledger connect`` process and its JSON log, read as it comes (so its pipe never
+    fills)."""
 
+    def __init__(self, process: asyncio.subprocess.Process) -> None:
+        self.process = process
+        self.lines: list[dict[str, Any]] = []
+        self._more = asyncio.Condition()
+        self._reader = asyncio.create_task(self._read())
 
-async def logged(process: asyncio.subprocess.Process, event: str) -> list[dict[str, Any]]:
-    """The process's JSON log lines up to and including the first ``event``."""
-    assert process.stdout is not None
-    lines: list[dict[str, Any]] = []
-    async with asyncio.timeout(60):
-        while True:
-            raw = await process.stdout.readline()
-            assert raw, f"the connector exited ({await process.wait()}) before {event}: {lines}"
+    @classmethod
+    async def start(cls, config: Path, env: dict[str, str]) -> Connect:
+        process = await asyncio.create_subprocess_exec(
+            WATCHLEDGER,
+            "connect",
+            "--config",
+            str(config),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        return cls(process)
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
             if raw.startswith(b"{"):
-                lines.append(json.loads(raw))
-                if lines[-1]["event"] == event:
-                    return lines
+                async with self._more:
+                    self.lines.append(json.loads(raw))
+                    self._more.notify_all()
+        async with self._more:
+            self._more.notify_all()
+
+    async def logged(self, event: str, after: int = 0) -> None:
+        """Until the log has ``event`` (after its first ``after`` lines)."""
+
+        def seen() -> bool:
+            if any(line["event"] == event for line in self.lines[after:]):
+                return True
+            assert not self._reader.done(), f"the connector exited before {event}: {self.lines}"
+            return False
+
+        async with asyncio.timeout(60), self._more:
+            await self._more.wait_for(seen)
+
+    async def stop(self) -> int:
+        self.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(30):
+            code = await self.process.wait()
+            await self._reader
+        return code
 
 
 async def test_a_connector_process_syncs_both_ways_and_stops_on_sigterm(
     world: dict[str, Any],
 ) -> None:
-    fake: FakeMediaBrowser = world["fake"]
+    fake: FakePlex | FakeMediaBrowser = world["fake"]
     api: Api = world["api"]
-    process = await connect(world["config"], world["env"])
+    user, movie = world["user"], world["movie"]
+    connector = await Connect.start(world["config"], world["env"])
+    runs = [connector]
     try:
-        await logged(process, "user_polled")  # started, listening, first scan done
+        await connector.logged("user_polled")  # started, listening, first scan done
         fake.webhook_url = world["webhook"]
         fake.clock = T1
-        await fake.mark_played(world["user"], world["movie"])
-        async with asyncio.timeout(30):
-            while True:  # another process: its log says when it sent, the service when stored
-                found = await api.call("GET", "/v1/me/state?limit=10", world["ann"])
-                if found["items"]:
-                    break
-                await asyncio.sleep(0.05)
-        [item] = found["items"]
-        assert item["watched"] is True
+        await fake.play_to_end(user, movie)
+        item = await until_state(api, world["ann"], lambda found: found.get("watched"))
         assert item["watched_at"] == "2026-01-01T12:00:00Z"
-        assert "tmdb://movie/278" in item["ids"]
+        assert "imdb://movie/tt0111161" in item["ids"]
 
         action = {"type": "rated", "guid": "imdb://movie/tt0111161", "rating": 7}
         await api.call("POST", "/v1/me/actions", world["ann"], {"actions": [action]})
-        await fake.wait_writes(lambda writes: any(w.action == "rated" for w in writes))
-        assert fake.data[(world["user"], world["movie"])].rating == 7
+        await fake.wait_writes(lambda writes: any(w.action in ("rate", "rated") for w in writes))
+        assert fake.data[(user, movie)].rating == 7
+
+        fake.clock = T1 + 60
+        if isinstance(fake, FakePlex):
+            # Plex sends no webhook for a manual mark: a poll finds it (a restart's first one,
+            # its state file kept).
+            fake.mark_unplayed(user, movie)
+            assert await connector.stop() == 0
+            connector = await Connect.start(world["config"], world["env"])
+            runs.append(connector)
+        else:
+            await fake.mark_unplayed(user, movie)
+        item = await until_state(api, world["ann"], lambda found: found.get("watched") is False)
+        assert item["rating"] == 7
     finally:
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(30):
-            lines = await logged(process, "connector_stopped")
-            assert await process.wait() == 0
+        assert await connector.stop() == 0
+    lines = [line for run in runs for line in run.lines]
+    assert [line["event"] for line in lines].count("connector_stopped") == len(runs)
     assert not [line for line in lines if line["level"] in ("error", "critical")]
     assert API_KEY not in json.dumps(lines)
     assert world["env"]["WATCHLEDGER_SERVER_TOKEN"] not in json.dumps(lines)
 
 
+async def until_state(
+    api: Api, token: str, wanted: Callable[[dict[str, Any]], object]
+) -> dict[str, Any]:
+    """The account's one title once ``wanted`` holds of it (another process: no event crosses
+    to this one, so this asks again)."""
+    async with asyncio.timeout(30):
+        while True:
+            found = (await api.call("GET", "/v1/me/state?limit=10", token))["items"]
+            if found and wanted(found[0]):
+                return dict(found[0])
+            await asyncio.sleep(0.05)
+
+
 async def test_a_token_the_service_refuses_is_one_line_and_exit_3(
     world: dict[str, Any],
 ) -> None:
-    env = {**world["env"], "WATCHLEDGER_SERVER_TOKEN": "wls.jf-live.not-the-token"}
+    env = {**world["env"], "WATCHLEDGER_SERVER_TOKEN": "wls.live-1.not-the-token"}
     env.pop("WATCHLEDGER_LOG_FORMAT")
-    process = await connect(world["config"], env)
+    process = await asyncio.create_subprocess_exec(
+        WATCHLEDGER,
+        "connect",
+        "--config",
+        str(world["config"]),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     async with asyncio.timeout(60):
         out, _ = await process.communicate()
     assert process.returncode == 3, out

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from services.connectors.fakes.common import Write
 from services.connectors.fakes.mediabrowser import FakeMediaBrowser
 from tests.api import create_account, settle
 from tests.connectors import WEBHOOK_SECRET, Running, running_connector, write_config
@@ -253,3 +254,29 @@ async def test_metrics_count_what_happened_and_name_no_one_and_nothing(
     for series in values:
         labels = series.partition("{")[2]
         assert not any(p in labels for p in private), series
+
+
+async def test_a_change_made_while_the_connector_writes_is_reported_not_taken_for_its_own(
+    client: TestClient[Any, Any], world: World
+) -> None:
+    """The user unmarks the movie while the connector is writing its rating: what it reads
+    after its write shows both, and only the rating is its own."""
+    fake, running = world.fake, world.running
+    fake.clock = T1
+    await fake.mark_played(world.user, world.movie)
+    await running.delivered()
+
+    async def unplayed_meanwhile(write: Write) -> None:
+        fake.during_write = None
+        watch = fake.watch(world.user, world.movie)
+        watch.plays, watch.last_played = 0, None  # its webhook is lost
+
+    fake.during_write = unplayed_meanwhile
+    action = {"type": "rated", "guid": MOVIE, "rating": 7, "at": at(T1 + 30)}
+    response = await client.post("/v1/me/actions", json={"actions": [action]}, headers=world.ann)
+    assert response.status == 200
+    await running.drain("mb-1", world.server)
+    await running.poll()
+    assert [e["type"] for e in running.sent] == ["watched", "unwatched"]
+    found = await state(client, world.ann, MOVIE)
+    assert (found["watched"], found["rating"]) == (False, 7)

@@ -57,6 +57,19 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _written(before: UserData, after: UserData, fields: set[str]) -> UserData:
+    """What is seen after writing ``fields``: those as the server now has them (a Plex scrobble
+    stamps its own date), every other field as it was read before the write, so a change the
+    user made meanwhile is still a change at the next look, not taken for the write's."""
+    played = (after.played, after.viewed_at, after.in_progress)
+    if "played" not in fields:
+        played = (before.played, before.viewed_at, before.in_progress)
+    rating = (
+        (after.rating, after.rated_at) if "rating" in fields else (before.rating, before.rated_at)
+    )
+    return UserData(played[0], played[1], rating[0], rating[1], played[2])
+
+
 def _iso(at: datetime) -> str:
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
@@ -455,7 +468,8 @@ class Connector:
                 await write()
                 self.metrics.writes.labels(write=name).inc()
             after = await self.server.read(user, item_id)
-            data = current if after is None else after.data
+            written = {"rating" if name in ("rated", "unrated") else "played" for name, _ in writes}
+            data = current if after is None else _written(current, after.data, written)
             self.state.record(user.key, [(item_id, data)], local, done_applying=[item_id])
             self._forget_old_writes()
         if local:

@@ -7,7 +7,7 @@ routes were checked against; the table is /work/research/openapi-check.md."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,12 +48,16 @@ class FakeServer:
         self._changed = asyncio.Condition()
         self.server: TestServer | None = None
         self.webhook_url: str | None = None
+        # Called as each write is made, before it is answered: what a person does meanwhile.
+        self.during_write: Callable[[Write], Awaitable[None]] | None = None
 
     def watch(self, user: str, item: str) -> Watch:
         return self.data.setdefault((user, item), Watch())
 
     async def wrote(self, write: Write) -> None:
         self.writes.append(write)
+        if self.during_write is not None:
+            await self.during_write(write)
         async with self._changed:
             self._changed.notify_all()
 
