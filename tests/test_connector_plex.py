@@ -167,6 +167,7 @@ async def test_changes_through_the_api_reach_plex_once_without_echo(
     await plex.wait_writes(lambda w: {x.action for x in w} == {"scrobble", "rate"})
     assert plex.data[("1", "101")].plays == 1
     assert plex.data[("1", "101")].rating == 9
+    assert plex.data[("1", "101")].rated_at == T1  # setRating's ratedAt: the rating's own time
     await running.poll()  # the scrobble stamped "now": not a new viewing
     assert len(await history(client, ann)) == 1
     assert running.sent == []

@@ -446,11 +446,11 @@ class Connector:
                 elif not change.watched and current.played:
                     writes.append(("unplayed", lambda: self.server.mark_unplayed(user, item_id)))
             if not local_rating and change.rated_at is not None and change.rating != current.rating:
-                rating = change.rating
+                rating, rated_at = change.rating, change.rated_at
                 writes.append(
                     (
                         "rated" if rating is not None else "unrated",
-                        lambda: self.server.rate(user, item_id, rating),
+                        lambda: self.server.rate(user, item_id, rating, rated_at),
                     )
                 )
             if not writes:

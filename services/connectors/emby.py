@@ -50,7 +50,9 @@ class EmbyServer(MediaBrowserServer):
     async def mark_unplayed(self, user: MediaUser, item_id: str) -> None:
         await self._call("DELETE", f"/Users/{user.key}/PlayedItems/{item_id}")
 
-    async def rate(self, user: MediaUser, item_id: str, rating: int | None) -> None:
+    async def rate(
+        self, user: MediaUser, item_id: str, rating: int | None, at: datetime | None = None
+    ) -> None:
         page = mapping(await self._call_items(user, {"Ids": item_id}))
         items = page.get("Items")
         current = mapping(items[0].get("UserData")) if isinstance(items, list) and items else {}

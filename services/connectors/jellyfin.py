@@ -65,7 +65,9 @@ class JellyfinServer(MediaBrowserServer):
     async def mark_unplayed(self, user: MediaUser, item_id: str) -> None:
         await self._call("DELETE", f"/UserPlayedItems/{item_id}", {"userId": user.key})
 
-    async def rate(self, user: MediaUser, item_id: str, rating: int | None) -> None:
+    async def rate(
+        self, user: MediaUser, item_id: str, rating: int | None, at: datetime | None = None
+    ) -> None:
         if rating is None:
             await self._call("DELETE", f"/UserItems/{item_id}/Rating", {"userId": user.key})
         else:

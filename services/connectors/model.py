@@ -124,8 +124,11 @@ class MediaServer(Protocol):
 
     async def mark_unplayed(self, user: MediaUser, item_id: str) -> None: ...
 
-    async def rate(self, user: MediaUser, item_id: str, rating: int | None) -> None:
-        """Set the user's rating (1-10), or clear it (None)."""
+    async def rate(
+        self, user: MediaUser, item_id: str, rating: int | None, at: datetime | None = None
+    ) -> None:
+        """Set the user's rating (1-10), or clear it (None); ``at``: when it was set, for a
+        server that keeps a rating's time."""
         ...
 
     def hooks(self, body: bytes, content_type: str) -> list[Hook]:

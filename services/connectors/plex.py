@@ -204,9 +204,13 @@ class PlexServer:
     async def mark_unplayed(self, user: MediaUser, item_id: str) -> None:
         await self._put("/:/unscrobble", user, {"key": item_id, "identifier": IDENTIFIER})
 
-    async def rate(self, user: MediaUser, item_id: str, rating: int | None) -> None:
+    async def rate(
+        self, user: MediaUser, item_id: str, rating: int | None, at: datetime | None = None
+    ) -> None:
         value = "-1" if rating is None else str(rating)
         params = {"key": item_id, "identifier": IDENTIFIER, "rating": value}
+        if rating is not None and at is not None:
+            params["ratedAt"] = str(int(at.timestamp()))  # setRating's optional ratedAt
         await self._put("/:/rate", user, params)
 
     def hooks(self, body: bytes, content_type: str) -> list[Hook]:

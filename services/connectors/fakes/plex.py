@@ -18,7 +18,8 @@ it to ``/library/sections/all`` (2025), so the fake serves only the latter.
   /library/sections/{key}/all?type=&includeGuids=`` paged by ``X-Plex-Container-Start`` /
   ``-Size`` (headers or query), ``GET /library/metadata/{ratingKey}``, ``GET /accounts``,
   ``GET /``, ``GET /identity``; GET or PUT ``/:/scrobble``, ``/:/unscrobble``, ``/:/rate``
-  (``identifier=com.plexapp.plugins.library`` required; 404 for an unknown key).
+  (``identifier=com.plexapp.plugins.library`` required; 404 for an unknown key; ``/:/rate``
+  takes an optional ``ratedAt``, Unix seconds).
 * Quirks: a scrobble stamps now and takes no date; an unscrobble erases the date; a person's
   manual mark sends no webhook; webhooks need Plex Pass (``webhooks``) and can be lost
   (``lose_webhooks``); a webhook is multipart with a JSON ``payload`` part and, for rate
@@ -392,10 +393,14 @@ class FakePlex(FakeServer):
         if not (rating == -1 or 0 <= rating <= 10):
             return web.Response(status=400, text="<html>rating out of range</html>")
         watch = self.watch(request[ACCOUNT], item.rating_key)
+        try:
+            rated_at = float(request.query["ratedAt"]) if "ratedAt" in request.query else None
+        except ValueError:
+            return web.Response(status=400, text="<html>ratedAt: an integer</html>")
         if rating == -1:
             watch.rating, watch.rated_at = None, None
         else:
-            watch.rating, watch.rated_at = rating, self.now()
+            watch.rating, watch.rated_at = rating, rated_at or self.now()
         await self.wrote(Write(request[ACCOUNT], "rate", item.rating_key, {"rating": rating}))
         return web.Response(status=200)
 
