@@ -160,6 +160,63 @@ class EventStore:
         rows = await self._run(QUERIES["append"], args, stream, expected_version, conn)
         return self._append_results(stream, expected_version, len(events), rows)
 
+    async def append_many(
+        self,
+        batches: Sequence[tuple[str, Sequence[NewEvent]]],
+        *,
+        conn: Connection | None = None,
+    ) -> list[list[AppendResult]]:
+        """Append to many streams at once: one statement, one transaction (one commit where a
+        loop of :meth:`append` would commit once a stream). ``batches``: (stream, events), each
+        stream at most once; the results of each batch's events, in order. Ids and keys behave
+        as in :meth:`append` (a duplicate comes back with the original's position); there is
+        no expected version. A lost race retries the whole call in a new transaction."""
+        names = [StreamName.parse(stream) for stream, _ in batches]
+        if len({stream for stream, _ in batches}) != len(batches):
+            raise ValueError("append_many takes each stream once")
+        # One lock order for every caller: two calls touching the same streams cannot deadlock.
+        order = sorted(
+            (i for i, (_, events) in enumerate(batches) if events), key=lambda i: batches[i][0]
+        )
+        if not order:
+            return [[] for _ in batches]
+        accounts, streams, counts, key_counts = [], [], [], []
+        ids: list[Any] = []
+        types: list[str] = []
+        versions: list[int] = []
+        data: list[bytes] = []
+        keys: list[Any] = []
+        key_events: list[int] = []
+        for i in order:
+            stream, events = batches[i]
+            seen: set[Any] = set()
+            keys_before = len(keys)
+            for index, event in enumerate(events, 1):
+                if seen & event.keys:
+                    raise ValueError("an append cannot carry the same event (id or key) twice")
+                seen |= event.keys
+                own = dict.fromkeys(event.idempotency_keys)
+                keys.extend(own)
+                key_events.extend(repeat(index, len(own)))
+                ids.append(event.event_id)
+                types.append(event.type)
+                versions.append(event.schema_version)
+                data.append(bytes(event.data))
+            accounts.append(names[i].id)
+            streams.append(stream)
+            counts.append(len(events))
+            key_counts.append(len(keys) - keys_before)
+        args = (accounts, streams, counts, key_counts, ids, types, versions, data, keys, key_events)
+        rows = await self._run(QUERIES["append_many"], args, streams[0], None, conn)
+        by_stream: dict[int, list[asyncpg.Record]] = {}
+        for row in rows:
+            by_stream.setdefault(row["stream_index"], []).append(row)
+        results: list[list[AppendResult]] = [[] for _ in batches]
+        for s, i in enumerate(order, 1):
+            stream, events = batches[i]
+            results[i] = self._append_results(stream, None, len(events), by_stream.get(s, []))
+        return results
+
     async def _run(
         self,
         query: str,

@@ -432,6 +432,31 @@ async def test_server_events_become_state_and_history_like_the_accounts_own(
     assert me["counts"] == {"movies": 1, "episodes": 0}
 
 
+async def test_a_batch_spanning_many_accounts_is_one_transaction(
+    client: TestClient[Any, Any],
+) -> None:
+    """Issue 12: a server's backlog for many users commits once, not once an account; each
+    account's events still go to its own stream, and each event's outcome is its own."""
+    owner, srv = await setup_owner_with_server(client, "ann", "srv-a")
+    names = ["bob", "cy", "dee", "eve"]
+    for name in names:
+        headers = await create_account(client, name)
+        await grant(client, owner, "srv-a", name, headers)
+        await sync(client, headers, True)
+    events = [
+        {"account": name, "type": "watched", "guid": guid, "at": t(i)}
+        for i, name in enumerate(["ann", *names, "ann"])
+        for guid in (MOVIE, EPISODE)
+    ]
+    results = await send(client, "srv-a", srv, *events)
+    assert [r["status"] for r in results] == ["recorded"] * 12
+    store = client.app[STORE]
+    watched = [e for e in await store.read_all() if e.type == "watched"]
+    assert len(watched) == 12
+    assert len({e.transaction_id for e in watched}) == 1
+    assert {e.stream for e in watched} == {domain.watch_stream(a) for a in ["ann", *names]}
+
+
 async def test_turning_sync_off_stops_server_events_but_keeps_what_was_recorded(
     client: TestClient[Any, Any],
 ) -> None:

@@ -25,6 +25,7 @@ ALL_MIGRATIONS = [
     "eventstore/0002_idempotency_keys",
     "eventstore/0003_purge_expected_version",
     "eventstore/0004_event_keys",
+    "eventstore/0005_append_many",
     "projections/0001_watch_state_and_history",
     "projections/0002_server_queues",
     "projections/0003_shares_need_consent",
@@ -286,6 +287,7 @@ async def test_actions_recorded_before_keys_per_id_get_theirs_on_upgrade(
             applied = await migrations.migrate(conn, MIGRATION_PACKAGES)
         assert [m.label for m in applied] == [
             "eventstore/0004_event_keys",
+            "eventstore/0005_append_many",
             "projections/0008_action_keys",
             "projections/0009_title_link_by_key",
         ]

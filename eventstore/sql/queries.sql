@@ -6,6 +6,11 @@
 SELECT input_index, event_id, event_position, stream_version, recorded_at, transaction_id, duplicate, conflict
 FROM eventstore_append_v2($1, $2, $3, $4, $5, $6, $7, $8, $9);
 
+-- append_many --
+-- Append to many streams in one transaction: $1 account ids, $2 streams, $3 events a stream, $4 keys a stream, $5 event ids, $6 types, $7 schema versions, $8 data, $9 idempotency keys, $10 the 1-based index of each key's event within its stream
+SELECT stream_index, input_index, event_id, event_position, stream_version, recorded_at, transaction_id, duplicate, false AS conflict
+FROM eventstore_append_many($1, $2, $3, $4, $5, $6, $7, $8, $9, $10);
+
 -- purge_expected --
 -- Remove events of one account and append a tombstone, if the stream is at the expected version: $1 account_id, $2 stream, $3 positions, $4 tombstone id, $5 type, $6 schema version, $7 data, $8 expected version (null: any)
 SELECT deleted, tombstone_position, tombstone_version, tombstone_transaction_id, conflict

@@ -18,7 +18,7 @@ import asyncpg
 import msgspec
 import structlog
 
-from eventstore import Event, EventStore, LogCursor
+from eventstore import Event, EventStore, NewEvent
 from eventstore.database import CONNECTION_BROKEN, Connection
 from projections import domain, queues
 from projections.domain import Account, ReportedAction
@@ -27,7 +27,7 @@ from projections.runner import QUERIES as PROJECTION_QUERIES
 from services.sql import QUERIES
 
 from .accounts import AccountService
-from .actions import Outcome, record
+from .actions import Outcome, record_many
 from .tokens import new_token
 
 log = structlog.get_logger(__name__)
@@ -194,35 +194,26 @@ class ServerService:
     async def ingest(
         self, server_id: str, reports: Sequence[ServerReport], now: datetime | None = None
     ) -> list[Outcome]:
-        """A server's batch: an outcome per report, in order. Each account's accepted events
-        are appended in one transaction (one account per transaction)."""
+        """A server's batch: an outcome per report, in order. The accepted events of all its
+        accounts are appended in one transaction (one commit, however many accounts)."""
         now = now or datetime.now(UTC)
         accounts = await self._accounts.load_many({report.account for report in reports})
-        decisions = [
-            (
-                report.account,
+        by_account: dict[str, list[int]] = {}
+        decided: dict[str, list[NewEvent | domain.Rejected]] = {}
+        for i, report in enumerate(reports):
+            by_account.setdefault(report.account, []).append(i)
+            decided.setdefault(report.account, []).append(
                 domain.decide_server_action(
                     accounts.get(report.account), server_id, report.action, now
-                ),
+                )
             )
-            for report in reports
-        ]
-
-        by_account: dict[str, list[int]] = {}
-        for i, (account_id, _) in enumerate(decisions):
-            by_account.setdefault(account_id, []).append(i)
+        recorded, newest = await record_many(self.store, decided)
         outcomes: dict[int, Outcome] = {}
-        newest: LogCursor | None = None
         for account_id, indexes in by_account.items():
-            recorded, cursor = await record(
-                self.store, account_id, [decisions[i][1] for i in indexes]
-            )
-            outcomes.update(zip(indexes, recorded, strict=True))
-            if cursor is not None:
-                newest = cursor if newest is None else max(newest, cursor)
+            outcomes.update(zip(indexes, recorded[account_id], strict=True))
         if newest is not None:
             await self._accounts.settle_actions(newest)
-        return [outcomes[i] for i in range(len(decisions))]
+        return [outcomes[i] for i in range(len(reports))]
 
     # -- delivery -----------------------------------------------------------------------------
 

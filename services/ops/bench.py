@@ -351,11 +351,33 @@ async def bench_api(
     return figures, [Latency("read-your-writes: 200 from POST -> visible in GET state", lags)]
 
 
+async def _copy_ceiling(scratch: str, count: int) -> Figure:
+    """The same number of event rows COPYed into a table shaped like the log's: the ceiling
+    of any ingest."""
+    rows = [
+        (f"c{i % 1000}", f"watch-c{i % 1000}", i // 1000 + 1, uuid.uuid4(), "bench_watched", 1,
+         bytes(_event(i).data))
+        for i in range(count)
+    ]  # fmt: skip
+    conn = await db.connect(scratch)
+    try:
+        await conn.execute(QUERIES["bench_tables"])
+
+        async def copy() -> None:
+            await conn.copy_records_to_table("bench_copy", records=rows)
+
+        return await _timed("  ceiling: COPY of as many rows", count, copy, ceiling=True)
+    finally:
+        await conn.close()
+
+
 async def bench_servers(
-    url: str, *, servers: int, samples: int, ingest_requests: int, batch: int
+    url: str, *, servers: int, samples: int, ingest_requests: int, batch: int, spread: int = 1000
 ) -> tuple[list[Figure], list[Latency]]:
     """Server-to-server propagation with ``servers`` long-polling (one account owns them all, so
-    every change fans out to every queue), and bulk ingest of ``batch`` events a request."""
+    every change fans out to every queue), and bulk ingest of ``batch`` events a request: for
+    one account, and spread over ``spread`` accounts (a server's backlog for all its users),
+    beside a COPY of as many rows."""
     if servers < 2:
         raise ValueError("server-to-server propagation needs at least 2 servers")
     operator = f"wlo.{secrets.token_urlsafe(16)}"
@@ -443,6 +465,40 @@ async def bench_servers(
                     ingest,
                 )
             ]
+
+            # A busy server's backlog after an outage: each batch spans many accounts.
+            wide_owner = await account("wide")
+            wide = await server(wide_owner, "wide-server")
+
+            async def member(k: int) -> None:
+                headers = await account(f"w{k}")
+                await call("PUT", f"/v1/servers/wide-server/access/w{k}", wide_owner)
+                await call("PUT", "/v1/me/servers/wide-server", headers)
+
+            for start in range(0, spread, 16):
+                await asyncio.gather(*(member(k) for k in range(start, min(spread, start + 16))))
+
+            async def ingest_wide() -> None:
+                for r in range(ingest_requests):
+                    events = [
+                        {
+                            "account": f"w{(r * batch + i) % spread}",
+                            "type": "watched",
+                            "guid": f"plex://movie/{r * batch + i:024x}",
+                        }
+                        for i in range(batch)
+                    ]
+                    await call("POST", "/v1/servers/wide-server/events", wide, {"events": events})
+
+            figures.append(
+                await _timed(
+                    f"POST /v1/servers/{{sid}}/events, {batch} events/request, "
+                    f"{min(batch, spread)} accounts each",
+                    ingest_requests * batch,
+                    ingest_wide,
+                )
+            )
+        figures.append(await _copy_ceiling(scratch, ingest_requests * batch))
     latency = Latency(f"server A -> long-poll on B, {servers} servers polling", lags)
     return figures, [latency]
 
@@ -497,6 +553,7 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     samples: int = 200
     servers: int = 100
     ingest_requests: int = 20
+    spread_accounts: int = 1_000
     log_events: int = 2_000_000
     accounts: int = 5_000
     friends: int = 200
@@ -533,6 +590,7 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             samples=options.samples,
             ingest_requests=options.ingest_requests,
             batch=options.request_batch,
+            spread=options.spread_accounts,
         )
         print_figures("watchledger bench servers", figures)
         print_latencies(latencies)

@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--servers", type=int, default=100, help="servers long-polling (100)"
     )
     server_options.add_argument(
+        "--spread-accounts",
+        type=int,
+        default=1_000,
+        help="accounts a server's bulk batches are spread over, in the wide ingest (1000)",
+    )
+    server_options.add_argument(
         "--ingest-requests",
         type=int,
         default=20,
