@@ -114,3 +114,19 @@ async def test_the_connectors_benchmark_prints_scan_baseline_and_server_to_serve
         "server A event -> long-poll on B (service alone)",
     ):
         assert line in out
+
+
+async def test_the_load_benchmark_drives_wrk_and_measures_its_ceiling_with_pgbench(
+    server_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = BenchOptions(load_accounts=5, connections=4, seconds=1)
+
+    assert await run_bench("load", server_url, tiny) == 0
+
+    out = capsys.readouterr().out
+    for line in (
+        "POST /v1/me/actions, 1 action/request, 4 connections (wrk), 5 accounts",
+        "ceiling: single-row commits, 16 connections (pgbench)",
+        "read-your-writes under that load (0 stale reads)",
+    ):
+        assert line in out

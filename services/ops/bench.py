@@ -561,11 +561,14 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     streams: int = 10_000
     idle_seconds: float = 20.0
     items: int = 10_000
+    load_accounts: int = 2_000
+    connections: int = 32
+    seconds: float = 10.0
 
 
 async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
     """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, ``feeds``,
-    ``replay`` or ``connectors``) and print its figures."""
+    ``replay``, ``connectors`` or ``load``) and print its figures."""
     if suite in ("eventstore", "all"):
         figures = await bench_eventstore(
             url, writers=options.writers, events=options.events, batch=options.batch
@@ -608,6 +611,17 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
         print_figures("watchledger bench feeds", figures)
         print_latencies(latencies)
         print_streams(streams)
+    if suite == "load":
+        from .bench_load import bench_load
+
+        figures, latencies = await bench_load(
+            url,
+            accounts=options.load_accounts,
+            connections=options.connections,
+            seconds=options.seconds,
+        )
+        print_figures("watchledger bench load", figures)
+        print_latencies(latencies)
     if suite == "connectors":
         from .bench_connectors import bench_connectors
 

@@ -148,10 +148,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "suite",
-        choices=["eventstore", "api", "servers", "feeds", "replay", "connectors", "all"],
+        choices=["eventstore", "api", "servers", "feeds", "replay", "connectors", "load", "all"],
         help=(
-            "what to measure (all: every suite but feeds, replay and connectors, which take "
-            "minutes)"
+            "what to measure (all: every suite but feeds, replay, connectors and load, which "
+            "take minutes or a load generator)"
         ),
     )
     log_options = p.add_argument_group("eventstore")
@@ -218,6 +218,18 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=20.0,
         help="seconds the server's CPU is measured idle, without and with the streams (20)",
+    )
+    load_options = p.add_argument_group(
+        "load (wrk and pgbench, installed from Debian's packages when missing)"
+    )
+    load_options.add_argument(
+        "--load-accounts", type=int, default=2_000, help="accounts the actions rotate over (2000)"
+    )
+    load_options.add_argument(
+        "--connections", type=int, default=32, help="wrk's open connections (32)"
+    )
+    load_options.add_argument(
+        "--seconds", type=float, default=10.0, help="seconds of load, and of the ceiling (10)"
     )
     connector_options = p.add_argument_group(
         "connectors (fake Plex and Jellyfin servers; --samples server-to-server samples)"
