@@ -69,6 +69,22 @@ def _translate_errors() -> Iterator[None]:
         raise
 
 
+def _keys_of(events: Sequence[NewEvent]) -> tuple[list[Any], list[int]]:
+    """The events' idempotency keys, flattened, and the 1-based index of each key's event;
+    ValueError when two of them share an id or a key."""
+    seen: set[Any] = set()
+    keys: list[Any] = []
+    key_events: list[int] = []
+    for index, event in enumerate(events, 1):
+        if seen & event.keys:
+            raise ValueError("an append cannot carry the same event (id or key) twice")
+        seen |= event.keys
+        own = dict.fromkeys(event.idempotency_keys)
+        keys.extend(own)
+        key_events.extend(repeat(index, len(own)))
+    return keys, key_events
+
+
 class EventStore:
     """An append-only log of events in PostgreSQL.
 
@@ -136,16 +152,7 @@ class EventStore:
         if not events:
             return []
         ids = [event.event_id for event in events]
-        seen: set[Any] = set()
-        keys: list[Any] = []
-        key_events: list[int] = []  # the 1-based index of each key's event
-        for index, event in enumerate(events, 1):
-            if seen & event.keys:
-                raise ValueError("an append cannot carry the same event (id or key) twice")
-            seen |= event.keys
-            own = dict.fromkeys(event.idempotency_keys)
-            keys.extend(own)
-            key_events.extend(repeat(index, len(own)))
+        keys, key_events = _keys_of(events)
         args = (
             name.id,
             stream,
@@ -189,23 +196,17 @@ class EventStore:
         key_events: list[int] = []
         for i in order:
             stream, events = batches[i]
-            seen: set[Any] = set()
-            keys_before = len(keys)
-            for index, event in enumerate(events, 1):
-                if seen & event.keys:
-                    raise ValueError("an append cannot carry the same event (id or key) twice")
-                seen |= event.keys
-                own = dict.fromkeys(event.idempotency_keys)
-                keys.extend(own)
-                key_events.extend(repeat(index, len(own)))
-                ids.append(event.event_id)
-                types.append(event.type)
-                versions.append(event.schema_version)
-                data.append(bytes(event.data))
+            own_keys, own_key_events = _keys_of(events)
+            keys += own_keys
+            key_events += own_key_events
+            ids += [event.event_id for event in events]
+            types += [event.type for event in events]
+            versions += [event.schema_version for event in events]
+            data += [bytes(event.data) for event in events]
             accounts.append(names[i].id)
             streams.append(stream)
             counts.append(len(events))
-            key_counts.append(len(keys) - keys_before)
+            key_counts.append(len(own_keys))
         args = (accounts, streams, counts, key_counts, ids, types, versions, data, keys, key_events)
         rows = await self._run(QUERIES["append_many"], args, streams[0], None, conn)
         by_stream: dict[int, list[asyncpg.Record]] = {}

@@ -4,7 +4,6 @@ server, and what it sent to watchledger kept for inspection."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -15,7 +14,7 @@ from aiohttp.test_utils import TestClient
 
 from services.connectors.config import load_config
 from services.connectors.connector import Connector
-from services.connectors.run import opened, run
+from services.connectors.run import opened, started
 from services.connectors.upstream import Backoff
 from tests.api import settle
 from tests.servers import pull
@@ -119,24 +118,13 @@ async def running_connector(
     """The connector of ``config`` running until the block ends (its first poll done), on
     ``clock`` where given (a simulated "now")."""
     loaded = load_config(config, env)
-    stop = asyncio.Event()
-    started = asyncio.Event()
     async with opened(loaded, backoff=Backoff(0.01, 0.2), sender_window=sender_window) as connector:
         if clock is not None:
             connector.clock = clock
-        running = Running(connector, client)
-        task = asyncio.create_task(run(connector, stop=stop, started=started))
-        waiting = asyncio.create_task(started.wait())
-        done, _ = await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiting.cancel()
-            task.result()
-        running.port = connector.listening_port
-        await connector.polled(0)
-        await connector.drained(0)  # the baseline request queued when sync went on
-        await running.delivered()
-        try:
+        running = Running(connector, client)  # before it starts: it records every send
+        async with started(connector):
+            running.port = connector.listening_port
+            await connector.polled(0)
+            await connector.drained(0)  # the baseline request queued when sync went on
+            await running.delivered()
             yield running
-        finally:
-            stop.set()
-            await task

@@ -156,6 +156,25 @@ async def run(
     log.info("connector_stopped", pending=connector.state.pending_count())
 
 
+@contextlib.asynccontextmanager
+async def started(connector: Connector) -> AsyncIterator[Connector]:
+    """``connector`` running (both sides checked, listening, its tasks going) until the block
+    ends, then stopped as SIGTERM stops it: for a program that runs connectors in its own event
+    loop (the benchmark, the tests)."""
+    stop, ready = asyncio.Event(), asyncio.Event()
+    task = asyncio.create_task(run(connector, stop=stop, started=ready))
+    waiting = asyncio.create_task(ready.wait())
+    done, _ = await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if task in done:
+        waiting.cancel()
+        task.result()  # it could not start: its error
+    try:
+        yield connector
+    finally:
+        stop.set()
+        await task
+
+
 def _relay(source: asyncio.Event, target: asyncio.Event) -> Callable[[], Coroutine[Any, Any, None]]:
     async def relay() -> None:
         await source.wait()

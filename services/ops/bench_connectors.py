@@ -30,7 +30,7 @@ from services.connectors.config import load_config
 from services.connectors.connector import Connector
 from services.connectors.fakes.mediabrowser import FakeMediaBrowser
 from services.connectors.fakes.plex import FakePlex
-from services.connectors.run import opened, run
+from services.connectors.run import opened, started
 from services.http.wire import MAX_BATCH
 
 from .bench import Figure, Latency, _timed, running_server, scratch_database
@@ -85,19 +85,8 @@ def _config(
 @contextlib.asynccontextmanager
 async def _running(config: Path, env: dict[str, str]) -> AsyncIterator[Connector]:
     """A connector with production's settings, running until the block ends."""
-    async with opened(load_config(config, env)) as connector:
-        stop, started = asyncio.Event(), asyncio.Event()
-        task = asyncio.create_task(run(connector, stop=stop, started=started))
-        waiting = asyncio.create_task(started.wait())
-        done, _ = await asyncio.wait({task, waiting}, return_when=asyncio.FIRST_COMPLETED)
-        if task in done:
-            waiting.cancel()
-            task.result()
-        try:
-            yield connector
-        finally:
-            stop.set()
-            await task
+    async with opened(load_config(config, env)) as connector, started(connector):
+        yield connector
 
 
 async def _list_all(media_url: str, user: str, items: int) -> None:
