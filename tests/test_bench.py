@@ -26,6 +26,7 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
             servers=3,
             ingest_requests=2,
             spread_accounts=3,
+            queued=50,
         )
         assert await run_bench("all", server_url, tiny) == 0
         after = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
@@ -49,7 +50,7 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
         "POST /v1/servers/{sid}/events, 5 events/request",
         "POST /v1/servers/{sid}/events, 5 events/request, 3 accounts each",
         "ceiling: COPY of as many rows",
-        "server A -> long-poll on B, 3 servers polling",
+        "server A -> long-poll on B, 3 servers polling, 50 items queued elsewhere",
     ):
         assert line in out
     assert after == before

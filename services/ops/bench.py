@@ -372,12 +372,20 @@ async def _copy_ceiling(scratch: str, count: int) -> Figure:
 
 
 async def bench_servers(
-    url: str, *, servers: int, samples: int, ingest_requests: int, batch: int, spread: int = 1000
+    url: str,
+    *,
+    servers: int,
+    samples: int,
+    ingest_requests: int,
+    batch: int,
+    spread: int = 1000,
+    queued: int = 0,
 ) -> tuple[list[Figure], list[Latency]]:
     """Server-to-server propagation with ``servers`` long-polling (one account owns them all, so
     every change fans out to every queue), and bulk ingest of ``batch`` events a request: for
     one account, and spread over ``spread`` accounts (a server's backlog for all its users),
-    beside a COPY of as many rows."""
+    beside a COPY of as many rows. ``queued`` items wait meanwhile in another (offline)
+    server's queue."""
     if servers < 2:
         raise ValueError("server-to-server propagation needs at least 2 servers")
     operator = f"wlo.{secrets.token_urlsafe(16)}"
@@ -408,6 +416,13 @@ async def bench_servers(
 
             owner = await account("fan")
             tokens = [await server(owner, f"s{i}") for i in range(servers)]
+            if queued:
+                # Another server's backlog (it is offline): what the dispatcher looks past.
+                conn = await db.connect(scratch)
+                try:
+                    await conn.execute(QUERIES["bench_backlog"], queued)
+                finally:
+                    await conn.close()
             received: dict[str, float] = {}
             arrived = asyncio.Event()
 
@@ -499,7 +514,8 @@ async def bench_servers(
                 )
             )
         figures.append(await _copy_ceiling(scratch, ingest_requests * batch))
-    latency = Latency(f"server A -> long-poll on B, {servers} servers polling", lags)
+    backlog = f", {queued:,} items queued elsewhere" if queued else ""
+    latency = Latency(f"server A -> long-poll on B, {servers} servers polling{backlog}", lags)
     return figures, [latency]
 
 
@@ -554,6 +570,7 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     servers: int = 100
     ingest_requests: int = 20
     spread_accounts: int = 1_000
+    queued: int = 200_000
     log_events: int = 2_000_000
     accounts: int = 5_000
     friends: int = 200
@@ -594,6 +611,7 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             ingest_requests=options.ingest_requests,
             batch=options.request_batch,
             spread=options.spread_accounts,
+            queued=options.queued,
         )
         print_figures("watchledger bench servers", figures)
         print_latencies(latencies)

@@ -179,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--servers", type=int, default=100, help="servers long-polling (100)"
     )
     server_options.add_argument(
+        "--queued",
+        type=int,
+        default=200_000,
+        help="items waiting in an offline server's queue while propagation is timed (200000)",
+    )
+    server_options.add_argument(
         "--spread-accounts",
         type=int,
         default=1_000,

@@ -17,3 +17,9 @@ CREATE TABLE bench_copy (
 -- One plain INSERT of one event row: $1 account_id, $2 stream, $3 version, $4 event id, $5 type, $6 schema version, $7 data
 INSERT INTO bench_insert (account_id, stream, version, event_id, type, schema_version, data)
 VALUES ($1, $2, $3, $4, $5, $6, $7);
+
+-- bench_backlog --
+-- An offline server's queue holding many items (pending changes of one account): $1 items
+INSERT INTO sync_queue (account_id, server_id, kind, guid, seq)
+SELECT 'backlog', 'backlog-server', 'state', 'tmdb://movie/' || n, nextval('sync_queue_seq')
+FROM generate_series(1, $1::integer) AS n;
