@@ -85,6 +85,60 @@ def _keys_of(events: Sequence[NewEvent]) -> tuple[list[Any], list[int]]:
     return keys, key_events
 
 
+class _GroupCommit:
+    """Concurrent appends share one statement and one commit. Whoever appends while no flush
+    runs starts one; what arrives meanwhile waits for the next, which takes it all (one append
+    a stream: a second append to a stream waits one more flush, keeping each stream's order).
+    With no concurrency this is a plain append: nothing waits for a timer."""
+
+    def __init__(self, store: EventStore) -> None:
+        self._store = store
+        self._pending: list[tuple[str, Sequence[NewEvent], asyncio.Future[list[AppendResult]]]] = []
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def append(self, stream: str, events: Sequence[NewEvent]) -> list[AppendResult]:
+        done: asyncio.Future[list[AppendResult]] = asyncio.get_running_loop().create_future()
+        self._pending.append((stream, events, done))
+        if self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush(), name="eventstore-group-commit")
+        return await done
+
+    async def _flush(self) -> None:
+        try:
+            while self._pending:
+                taken, streams = [], set()
+                for item in self._pending:
+                    if item[0] not in streams:
+                        streams.add(item[0])
+                        taken.append(item)
+                self._pending = [item for item in self._pending if item not in taken]
+                try:
+                    if len(taken) == 1:
+                        results = [await self._store._append_one(taken[0][0], taken[0][1])]
+                    else:
+                        results = await self._store.append_many([(s, e) for s, e, _ in taken])
+                except Exception as exc:  # noqa: BLE001 - each waiter gets it: all failed alike
+                    for _, _, done in taken:
+                        if not done.done():
+                            done.set_exception(exc)
+                    continue
+                for (_, _, done), result in zip(taken, results, strict=True):
+                    if not done.done():
+                        done.set_result(result)
+        except asyncio.CancelledError:
+            for _, _, done in self._pending:
+                if not done.done():
+                    done.set_exception(RuntimeError("the event store closed before the append"))
+            self._pending.clear()
+            raise
+        finally:
+            self._flushing = None
+
+    async def close(self) -> None:
+        if self._flushing is not None:
+            await asyncio.gather(self._flushing, return_exceptions=True)
+
+
 class EventStore:
     """An append-only log of events in PostgreSQL.
 
@@ -99,6 +153,7 @@ class EventStore:
         channel: str = DEFAULT_CHANNEL,
         reader: SafeReader | None = None,
         poll_interval: float = 1.0,
+        group_commit: bool = False,
     ) -> None:
         self.pool = pool
         self.listener = listener
@@ -106,6 +161,7 @@ class EventStore:
         self.poll_interval = poll_interval
         self._reader: SafeReader = reader or SnapshotXminReader()
         self._notifier = Notifier(pool, channel=channel)
+        self._group = _GroupCommit(self) if group_commit else None
 
     async def __aenter__(self) -> EventStore:
         self._notifier.start()
@@ -114,6 +170,8 @@ class EventStore:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        if self._group is not None:
+            await self._group.close()
         await self._notifier.close()
         if self.listener is not None:
             await self.listener.close()
@@ -146,11 +204,16 @@ class EventStore:
         else :class:`ConcurrencyConflict` is raised and nothing is stored.
 
         With ``conn``, the append joins the caller's transaction; call
-        :meth:`notify_appended` after it commits.
+        :meth:`notify_appended` after it commits. Without it and without an expected version,
+        a store made with ``group_commit`` lets concurrent appends to different streams share
+        one statement and one commit (each still answered only once it is durable).
         """
         name = StreamName.parse(stream)
         if not events:
             return []
+        if self._group is not None and conn is None and expected_version is None:
+            _keys_of(events)  # its own mistakes are its own, not its group's
+            return await self._group.append(stream, events)
         ids = [event.event_id for event in events]
         keys, key_events = _keys_of(events)
         args = (
@@ -166,6 +229,24 @@ class EventStore:
         )
         rows = await self._run(QUERIES["append"], args, stream, expected_version, conn)
         return self._append_results(stream, expected_version, len(events), rows)
+
+    async def _append_one(self, stream: str, events: Sequence[NewEvent]) -> list[AppendResult]:
+        """A plain single-stream append (the group's flush of one)."""
+        name = StreamName.parse(stream)
+        keys, key_events = _keys_of(events)
+        args = (
+            name.id,
+            stream,
+            None,
+            [event.event_id for event in events],
+            [event.type for event in events],
+            [event.schema_version for event in events],
+            [bytes(event.data) for event in events],
+            keys,
+            key_events,
+        )
+        rows = await self._run(QUERIES["append"], args, stream, None, None)
+        return self._append_results(stream, None, len(events), rows)
 
     async def append_many(
         self,

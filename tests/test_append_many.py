@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
+from typing import Any
 
 import msgspec
 import pytest
@@ -91,3 +92,42 @@ async def test_concurrent_batches_over_the_same_streams_all_land_without_deadloc
         assert [e.version for e in stored] == list(range(1, len(stored) + 1))
         total += len(stored)
     assert total == 8 * 6 * 8
+
+
+async def test_group_commit_shares_one_transaction_among_concurrent_appends(
+    pool: Any,
+) -> None:
+    """32 appends at once to different streams (and two to one stream): they commit in
+    fewer transactions than appends, each answered with its own results, each stream's
+    events in the order they were appended."""
+    async with EventStore(pool, group_commit=True) as grouped:
+        lone = await grouped.append("account-lone", [event(0)])  # alone: a plain append
+        assert [r.version for r in lone] == [1]
+        calls = [grouped.append(f"account-g{i}", [event(i), event(i + 100)]) for i in range(32)]
+        calls += [grouped.append("account-g0", [event(500)])]
+        results = await asyncio.gather(*calls)
+
+        assert [[r.version for r in rs] for rs in results[:32]] == [[1, 2]] * 32
+        assert [r.version for r in results[32]] == [3]
+        transactions = {r.transaction_id for rs in results for r in rs}
+        assert 1 < len(transactions) < 33
+        stored = await grouped.read_stream("account-g0")
+        assert [body(e.data)["n"] for e in stored] == [0, 100, 500]
+        again = await grouped.append("account-g5", [event(5)])
+        assert not again[0].duplicate  # a new event id: appended, not mistaken for the old
+
+        same = event(7)
+        with pytest.raises(ValueError, match="twice"):
+            await grouped.append("account-g7", [same, same])
+
+
+async def test_a_failing_group_fails_each_of_its_appends_and_the_next_group_works(
+    pool: Any,
+) -> None:
+    async with EventStore(pool, group_commit=True) as grouped:
+        first = grouped.append("account-x1", [event(1)])
+        broken = grouped.append("account-x2", [NewEvent(type="noted", data=msgspec.Raw(b"{"))])
+        outcomes = await asyncio.gather(first, broken, return_exceptions=True)
+        assert all(isinstance(o, Exception) for o in outcomes), outcomes
+        [ok] = await grouped.append("account-x1", [event(2)])
+        assert ok.version == 1

@@ -92,7 +92,9 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 listener = LogListener(
                     lambda: db.connect(url), channels=(DEFAULT_CHANNEL, PROGRESS_CHANNEL)
                 )
-                store = await supervisor.enter(EventStore(pool, listener=listener))
+                store = await supervisor.enter(
+                    EventStore(pool, listener=listener, group_commit=True)
+                )
                 progress = listener.wakeups_for(PROGRESS_CHANNEL)
                 tracker = ProjectionProgress(pool, progress, PROJECTION_NAMES)
                 accounts = AccountService(
