@@ -22,7 +22,7 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from .database import TRANSIENT_ERRORS, Connection
+from .database import TRANSIENT_ERRORS, Connection, unavailable
 from .errors import AppendOnlyViolation, ConcurrencyConflict
 from .queries import QUERIES
 from .records import (
@@ -89,7 +89,9 @@ class _GroupCommit:
     """Concurrent appends share one statement and one commit. Whoever appends while no flush
     runs starts one; what arrives meanwhile waits for the next, which takes it all (one append
     a stream: a second append to a stream waits one more flush, keeping each stream's order).
-    With no concurrency this is a plain append: nothing waits for a timer."""
+    With no concurrency this is a plain append: nothing waits for a timer. When a flush fails
+    because the database cannot be reached, every append waiting then fails with it (an outage
+    ends them all at once)."""
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
@@ -118,7 +120,12 @@ class _GroupCommit:
                     else:
                         results = await self._store.append_many([(s, e) for s, e, _ in taken])
                 except Exception as exc:  # noqa: BLE001 - each waiter gets it: all failed alike
-                    for _, _, done in taken:
+                    # When the database cannot be reached, those queued behind fail with it: it
+                    # would fail them too, and they must not wait a whole failure more each.
+                    failed = taken
+                    if unavailable(exc):
+                        failed, self._pending = [*taken, *self._pending], []
+                    for _, _, done in failed:
                         if not done.done():
                             done.set_exception(exc)
                     continue
