@@ -34,6 +34,7 @@ from .domain import (
     Watched,
     WatchStateKept,
     guid_kind,
+    id_rank,
 )
 from .events import account_event, check_stored
 from .protocol import Op, Slice
@@ -65,6 +66,18 @@ def _named_ids(recorded: RecordedEvent) -> tuple[str, frozenset[str]] | None:
     return account, frozenset((event.guid, *event.ids))
 
 
+def _titled(query: str, ids: list[str], args: tuple[object, ...]) -> Op:
+    """The fold ``query`` (state_watch, state_keep or state_rate) for an action naming its
+    title by ``ids`` (its guid first); of several ids, its ``_titled`` form, told the title the
+    ids name once linked (their first in shown order) and the others, which finds a title
+    already linked with one probe an id instead of a look at all it could merge."""
+    distinct = list(dict.fromkeys(ids))
+    if len(distinct) < 2:
+        return Op(QUERIES[query], args)
+    title = min(distinct, key=id_rank)
+    return Op(QUERIES[f"{query}_titled"], (*args, title, [i for i in distinct if i != title]))
+
+
 @singledispatch
 def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
     return []
@@ -73,47 +86,50 @@ def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
 @_fold.register
 def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
+    ids = [event.guid, *event.ids]
     args = (
         account,
-        [event.guid, *event.ids],
+        ids,
         guid_kind(event.guid),
         isinstance(event, Watched),
         event.at,
         recorded.position,
         recorded.recorded_at,
     )
-    return [Op(QUERIES["state_watch"], args)]
+    return [_titled("state_watch", ids, args)]
 
 
 @_fold.register
 def _(event: WatchStateKept, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
+    ids = [event.guid, *event.ids]
     args = (
         account,
-        [event.guid, *event.ids],
+        ids,
         guid_kind(event.guid),
         event.watched,
         event.at,
         recorded.position,
         event.recorded_at,
     )
-    return [Op(QUERIES["state_keep"], args)]
+    return [_titled("state_keep", ids, args)]
 
 
 @_fold.register
 def _(event: Rated | Unrated, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
     rating = event.rating if isinstance(event, Rated) else None
+    ids = [event.guid, *event.ids]
     args = (
         account,
-        [event.guid, *event.ids],
+        ids,
         guid_kind(event.guid),
         rating,
         event.at,
         recorded.position,
         recorded.recorded_at,
     )
-    return [Op(QUERIES["state_rate"], args)]
+    return [_titled("state_rate", ids, args)]
 
 
 @_fold.register
@@ -167,7 +183,8 @@ class WatchStateProjection:
         theirs) and that no other action of the batch shares would link them in its own fold
         (a title_link call each, its dearest kind); linked first, its fold finds the title at
         once. Anything else — a merge, an id two id sets of the batch share — is left to the
-        folds, in order. Links are a union, so linking these first changes no row."""
+        folds, in order. Links are a union, so linking these first changes no row. Each set
+        goes with its title (its first id in shown order), which tells the sets apart."""
         # Each account's distinct sets of ids, in the order of the batch (so the statement is
         # the same for the same events).
         sets: dict[str, dict[tuple[str, ...], None]] = defaultdict(dict)
@@ -176,17 +193,17 @@ class WatchStateProjection:
             if named is not None and len(named[1]) > 1:
                 sets[named[0]][tuple(sorted(named[1]))] = None
         accounts: list[str] = []
-        numbers: list[int] = []
+        titles: list[str] = []
         ids: list[str] = []
         for account, found in sets.items():
             uses = Counter(i for ids_of_set in found for i in ids_of_set)
-            for number, ids_of_set in enumerate(found):
+            for ids_of_set in found:
                 if any(uses[i] > 1 for i in ids_of_set):
                     continue
                 accounts += [account] * len(ids_of_set)
-                numbers += [number] * len(ids_of_set)
+                titles += [min(ids_of_set, key=id_rank)] * len(ids_of_set)
                 ids += ids_of_set
-        return [Op(QUERIES["state_link_new"], (accounts, numbers, ids))] if ids else []
+        return [Op(QUERIES["state_link_fresh"], (accounts, titles, ids))] if ids else []
 
     def rebuild(self, part: Slice) -> Sequence[Op]:
         # The cut first (a state deletion in the slice forgets what earlier slices gave), then

@@ -22,6 +22,7 @@ from projections.domain import (
     ReportedAction,
     TitleLinks,
     decide_action,
+    id_rank,
     lookup_id,
     natural_key,
     shown_order,
@@ -512,6 +513,39 @@ async def test_the_database_shows_ids_in_the_domains_order(
         sorted(set(normalised)),
     )
     assert [row["x"] for row in rows] == shown_order(normalised)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    ids=st.lists(
+        st.one_of(
+            valid_ids.map(lambda pair: pair[0]),
+            # Near-misses a stored event could hold: schemes without `//`, newlines, odd tails.
+            st.from_regex(
+                r"(plex|imdb|tmdb|tvdb|x)(:|://)[a-z/\n]{0,6}(/s[0-9]{1,3}e[0-9]{1,3})?",
+                fullmatch=True,
+            ),
+            st.text(
+                alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+                max_size=12,
+            ),
+        ),
+        min_size=1,
+        max_size=12,
+        unique=True,
+    )
+)
+async def test_the_domain_ranks_any_text_as_the_database_does(
+    pool: asyncpg.Pool[Any], ids: list[str]
+) -> None:
+    """The projection tells the database the title a set of ids names (the first by id_rank):
+    for any text a stored event may hold, the title title_link would choose."""
+    rows = await pool.fetch(
+        'SELECT x FROM unnest($1::text[]) AS x ORDER BY title_id_rank(x), x COLLATE "C"', ids
+    )
+    assert [row["x"] for row in rows] == sorted(ids, key=id_rank)
 
 
 # -- the batch's first links, made before its folds, change no row -----------------------------

@@ -405,3 +405,51 @@ BEGIN
     RETURN v_linked;
 END;
 $$;
+
+-- title_link_fresh() and title_link_titled(): a batch's first links and the fold's look-up when the
+-- caller gives each set's title (the first of its ids in shown order; see migration 0010).
+CREATE FUNCTION title_link_fresh(p_accounts text[], p_titles text[], p_ids text[]) RETURNS bigint
+LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    v_linked bigint;
+BEGIN
+    WITH given AS (
+        SELECT g.account_id, g.title, g.id,
+               -- Scalar subqueries (an EXISTS could be planned as a hash of a whole table).
+               coalesce((SELECT true FROM title_ids t
+                         WHERE t.account_id = g.account_id AND t.id = g.id), false)
+               OR coalesce((SELECT true FROM title_ids t
+                            WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
+               OR coalesce((SELECT true FROM watch_state s
+                            WHERE s.account_id = g.account_id AND s.guid = g.id), false)
+               OR coalesce((SELECT true FROM sync_access a
+                            JOIN sync_queue q ON q.account_id = a.account_id
+                                             AND q.server_id = a.server_id
+                                             AND q.kind = 'state' AND q.guid = g.id
+                            WHERE a.account_id = g.account_id LIMIT 1), false) AS known
+        FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
+    ), sets AS (
+        SELECT g.account_id, g.title, g.id,
+               bool_or(g.known) OVER (PARTITION BY g.account_id, g.title) AS known
+        FROM given g
+    )
+    INSERT INTO title_ids (account_id, id, title)
+    SELECT s.account_id, s.id, s.title FROM sets s WHERE NOT s.known AND s.id <> s.title;
+    GET DIAGNOSTICS v_linked = ROW_COUNT;
+    RETURN v_linked;
+END;
+$$;
+
+CREATE FUNCTION title_link_titled(
+    p_account text, p_ids text[], p_queue boolean, p_title text, p_others text[]
+) RETURNS text
+LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    IF (SELECT count(*) FROM title_ids t
+        WHERE t.account_id = p_account AND t.title = p_title AND t.id = ANY (p_others))
+       = cardinality(p_others) THEN
+        RETURN p_title;
+    END IF;
+    RETURN title_link(p_account, p_ids, p_queue);
+END;
+$$;
