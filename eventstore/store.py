@@ -140,9 +140,9 @@ class EventStore:
         keys: list[Any] = []
         key_events: list[int] = []  # the 1-based index of each key's event
         for index, event in enumerate(events, 1):
-            if seen & event.keys:
+            if not seen.isdisjoint(names := event.keys):
                 raise ValueError("an append cannot carry the same event (id or key) twice")
-            seen |= event.keys
+            seen |= names
             own = dict.fromkeys(event.idempotency_keys)
             keys.extend(own)
             key_events.extend(repeat(index, len(own)))

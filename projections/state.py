@@ -69,13 +69,17 @@ def _named_ids(recorded: RecordedEvent) -> tuple[str, frozenset[str]] | None:
 def _titled(query: str, ids: list[str], args: tuple[object, ...]) -> Op:
     """The fold ``query`` (state_watch, state_keep or state_rate) for an action naming its
     title by ``ids`` (its guid first); of several ids, its ``_titled`` form, told the title the
-    ids name once linked (their first in shown order) and the others, which finds a title
-    already linked with one probe an id instead of a look at all it could merge."""
-    distinct = list(dict.fromkeys(ids))
-    if len(distinct) < 2:
+    ids name once linked and the others, which finds a title already linked with one look at
+    its links instead of a look-up of each id. The title told is the first in shown order of
+    the guid and the first other id (a decided action's others are in shown order); told
+    another, the database finds out and links the ids as title_link does."""
+    if len(ids) < 2:
         return Op(QUERIES[query], args)
-    title = min(distinct, key=id_rank)
-    return Op(QUERIES[f"{query}_titled"], (*args, title, [i for i in distinct if i != title]))
+    title = min(ids[0], ids[1], key=id_rank)
+    others = [i for i in ids if i != title]
+    if not others:
+        return Op(QUERIES[query], args)
+    return Op(QUERIES[f"{query}_titled"], (*args, title, others))
 
 
 @singledispatch

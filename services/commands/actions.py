@@ -39,10 +39,10 @@ async def record(
     for decided in decisions:
         if isinstance(decided, Rejected):
             outcomes.append(decided)
-        elif seen & decided.keys:
+        elif not seen.isdisjoint(keys := decided.keys):
             outcomes.append(Duplicate())
         else:
-            seen |= decided.keys
+            seen |= keys
             slots.append(len(outcomes))
             outcomes.append(None)
             to_append.append(decided)

@@ -51,9 +51,12 @@ CREATE FUNCTION title_link_titled(
 ) RETURNS text
 LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 BEGIN
-    IF (SELECT count(*) FROM title_ids t
-        WHERE t.account_id = p_account AND t.title = p_title AND t.id = ANY (p_others))
-       = cardinality(p_others) THEN
+    -- Each other id linked to the title (a row an id; an id given twice makes the count fall
+    -- short) makes it a title with links, and a title's own id has none: they all name it.
+    IF cardinality(p_others) > 0
+       AND (SELECT count(*) FROM title_ids t
+            WHERE t.account_id = p_account AND t.title = p_title AND t.id = ANY (p_others))
+           = cardinality(p_others) THEN
         RETURN p_title;
     END IF;
     RETURN title_link(p_account, p_ids, p_queue);
