@@ -57,6 +57,13 @@ class GuidRejected(Exception):
 def parse_id(text: str) -> tuple[TitleKind, str]:
     """(kind, normalised id) of one id of a synced title; raises :class:`GuidRejected`
     (``music_not_synced`` or ``unsupported_guid``) otherwise."""
+    kind, normalised, _ = _parse(text)
+    return kind, normalised
+
+
+def _parse(text: str) -> tuple[TitleKind, str, int]:
+    """:func:`parse_id`'s (kind, normalised id), and the id's rank (:func:`id_rank`'s first
+    part), which its form gives."""
     if _MUSIC.match(text):
         raise GuidRejected("music_not_synced")
     parsed = _parse_simple(text)
@@ -66,22 +73,23 @@ def parse_id(text: str) -> tuple[TitleKind, str]:
     if numbered is not None:
         show = _parse_simple(numbered.group(1))
         if show is not None and show[0] == "show":
-            return "episode", f"{show[1]}/s{numbered.group(2)}e{numbered.group(3)}"
+            normalised = f"{show[1]}/s{numbered.group(2)}e{numbered.group(3)}"
+            return "episode", normalised, _NUMBERED_RANK
     raise GuidRejected("unsupported_guid")
 
 
-def _parse_simple(text: str) -> tuple[TitleKind, str] | None:
+def _parse_simple(text: str) -> tuple[TitleKind, str, int] | None:
     # Each form begins with its scheme: one pattern tried, the one the scheme says.
     scheme = text[:7]
     if scheme == "plex://":
         if plex := _PLEX.fullmatch(text):
             kind = cast(TitleKind, plex.group(1))
-            return kind, f"plex://{kind}/{plex.group(2).lower()}"
+            return kind, f"plex://{kind}/{plex.group(2).lower()}", 0
     elif scheme == "imdb://":
         if imdb := _IMDB.fullmatch(text):
-            return cast(TitleKind, imdb.group(1)), text
+            return cast(TitleKind, imdb.group(1)), text, 1
     elif numeric := _NUMERIC.fullmatch(text):
-        return cast(TitleKind, numeric.group(2)), text
+        return cast(TitleKind, numeric.group(2)), text, 2 if numeric.group(1) == "tmdb" else 3
     return None
 
 
@@ -107,22 +115,23 @@ def classify_ids(guid: str, ids: Iterable[str] = ()) -> TitleIds:
     :class:`GuidRejected` with the first code that applies over all of them:
     ``music_not_synced``, ``unsupported_guid``, then ``conflicting_ids`` (ids of different
     kinds of title)."""
-    parsed: list[tuple[TitleKind, str]] = []
+    parsed: list[tuple[TitleKind, str, int]] = []
     unsupported: GuidRejected | None = None
     for text in (guid, *ids):  # each parsed once
         try:
-            parsed.append(parse_id(text))
+            parsed.append(_parse(text))
         except GuidRejected as rejected:
             if rejected.code == "music_not_synced":  # first of the codes, whichever id has it
                 raise
             unsupported = rejected
     if unsupported is not None:
         raise unsupported
-    if len({kind for kind, _ in parsed}) > 1:
+    if len({kind for kind, _, _ in parsed}) > 1:
         raise GuidRejected("conflicting_ids")
-    kind, own = parsed[0]
-    others = shown_order(normalised for _, normalised in parsed[1:] if normalised != own)
-    return TitleIds(kind, own, tuple(others))
+    kind, own, _ = parsed[0]
+    # In shown order (id_rank, which each id's form gave), each once.
+    others = sorted({(rank, normalised) for _, normalised, rank in parsed[1:] if normalised != own})
+    return TitleIds(kind, own, tuple(normalised for _, normalised in others))
 
 
 def shown_order(ids: Iterable[str]) -> list[str]:
