@@ -43,7 +43,7 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
         "POST /v1/me/actions, 5 actions/request, 2 clients",
         "POST /v1/me/actions, 1 action/request, 2 clients, 4 ids each: ",
         "POST /v1/me/actions, 5 actions/request, 2 clients, 4 ids each: ",
-        "of the 1-id rate",
+        "of the 1-id rate (turn by turn: ",
         "read-your-writes",
         "POST /v1/servers/{sid}/events, 5 events/request",
         "server A -> long-poll on B, 3 servers polling",
