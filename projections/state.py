@@ -182,13 +182,14 @@ class WatchStateProjection:
         return [] if decoded is None else _fold(decoded[1], decoded[0], event)
 
     def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
-        """The first links of the batch's new titles, in one statement: an action naming a
-        title by ids the account never used (nor any title, state or pending change of
-        theirs) and that no other action of the batch shares would link them in its own fold
-        (a title_link call each, its dearest kind); linked first, its fold finds the title at
-        once. Anything else — a merge, an id two id sets of the batch share — is left to the
-        folds, in order. Links are a union, so linking these first changes no row. Each set
-        goes with its title (its first id in shown order), which tells the sets apart."""
+        """The first links of the batch's new ids, in one statement: each id of an action
+        naming its title by several ids, when the account never used it (no link, title, state
+        or pending change of its) and no other action of the batch shares its set, is linked
+        to the set's title (its first id in shown order, unless that is linked to another) as
+        the action's fold would link it (title_link, its dearest kind of call); linked first,
+        the fold finds the title with one look. Anything else — a merge, ids two sets of the
+        batch share — is left to the folds, in order. Links are a union, so linking these
+        first changes no row."""
         # Each account's distinct sets of ids, in the order of the batch (so the statement is
         # the same for the same events).
         sets: dict[str, dict[tuple[str, ...], None]] = defaultdict(dict)
@@ -204,9 +205,11 @@ class WatchStateProjection:
             for ids_of_set in found:
                 if any(uses[i] > 1 for i in ids_of_set):
                     continue
-                accounts += [account] * len(ids_of_set)
-                titles += [min(ids_of_set, key=id_rank)] * len(ids_of_set)
-                ids += ids_of_set
+                title = min(ids_of_set, key=id_rank)
+                others = [i for i in ids_of_set if i != title]
+                accounts += [account] * len(others)
+                titles += [title] * len(others)
+                ids += others
         return [Op(QUERIES["state_link_fresh"], (accounts, titles, ids))] if ids else []
 
     def rebuild(self, part: Slice) -> Sequence[Op]:

@@ -413,28 +413,23 @@ LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_linked bigint;
 BEGIN
-    WITH given AS (
-        SELECT g.account_id, g.title, g.id,
-               -- Scalar subqueries (an EXISTS could be planned as a hash of a whole table).
-               coalesce((SELECT true FROM title_ids t
-                         WHERE t.account_id = g.account_id AND t.id = g.id), false)
-               OR coalesce((SELECT true FROM title_ids t
-                            WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
-               OR coalesce((SELECT true FROM watch_state s
-                            WHERE s.account_id = g.account_id AND s.guid = g.id), false)
-               OR coalesce((SELECT true FROM sync_access a
-                            JOIN sync_queue q ON q.account_id = a.account_id
-                                             AND q.server_id = a.server_id
-                                             AND q.kind = 'state' AND q.guid = g.id
-                            WHERE a.account_id = g.account_id LIMIT 1), false) AS known
-        FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
-    ), sets AS (
-        SELECT g.account_id, g.title, g.id,
-               bool_or(g.known) OVER (PARTITION BY g.account_id, g.title) AS known
-        FROM given g
-    )
+    -- Scalar subqueries, each a probe of one key (an EXISTS could be planned as a hash of a
+    -- whole table); the id's own link is the insert's probe of the primary key.
     INSERT INTO title_ids (account_id, id, title)
-    SELECT s.account_id, s.id, s.title FROM sets s WHERE NOT s.known AND s.id <> s.title;
+    SELECT g.account_id, g.id, g.title
+    FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
+    WHERE NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.id = g.title), false)
+      AND NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
+      AND NOT coalesce((SELECT true FROM watch_state s
+                        WHERE s.account_id = g.account_id AND s.guid = g.id), false)
+      AND NOT coalesce((SELECT true FROM sync_access a
+                        JOIN sync_queue q ON q.account_id = a.account_id
+                                         AND q.server_id = a.server_id
+                                         AND q.kind = 'state' AND q.guid = g.id
+                        WHERE a.account_id = g.account_id LIMIT 1), false)
+    ON CONFLICT (account_id, id) DO NOTHING;
     GET DIAGNOSTICS v_linked = ROW_COUNT;
     RETURN v_linked;
 END;

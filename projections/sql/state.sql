@@ -17,7 +17,7 @@ SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7,
 SELECT state_put_watch($1, title_link_titled($1, $2::text[], true, $8, $9::text[]), $3, $4, $5, $6, $7, true);
 
 -- state_link_fresh --
--- Link the batch's new titles before its folds (title_link_fresh): $1 each id's account, $2 its set's title (the first of the set's ids in shown order), $3 the ids
+-- Link the batch's new titles before its folds (title_link_fresh): $1 each id's account, $2 its set's title (the first of the set's ids in shown order), $3 the set's other ids
 SELECT title_link_fresh($1::text[], $2::text[], $3::text[]);
 
 -- state_keep --

@@ -3,44 +3,46 @@
 -- title_id_rank orders them; projections/domain/titles.py's id_rank, kept equal for any text by
 -- a test).
 --
--- title_link_fresh() is title_link_new() without its ordering and grouping work: a set is
--- told apart by its account and title (the caller gives sets no two of which share an id), so
--- no set numbers, no sort for a title, no join back. title_link_titled() is the fold's
--- title_link() for an action whose title the caller names: when every other id of the action
--- is already linked to that title (one look at that title's links: after the batch's first
--- links, or any later action on a known title), that is its title and nothing moves (a title's
--- own id has no link, so it names no other); anything else is title_link()'s. It costs about
--- half of title_link()'s look-up of each id, whose DISTINCT aggregate dominates. Both keep
--- statistics out of it (seqscan off: a plan cached while the tables were small would scan an
--- account's rows) and JIT off (a disabled scan's cost would otherwise make a statement of
--- microseconds compile). title_link_new() stays, for a previous release's processes.
+-- title_link_fresh() makes a batch's first links as title_link_new() did, link by link: each
+-- other id of a set goes to the set's title unless the title is itself linked to another, or
+-- the id is a title with links, has a state or a pending change (then title_link() merges them
+-- in the fold), or is linked already (the insert's own probe of the key). Linking some ids of a
+-- set first is what title_link() would do for them (nothing of theirs to move), and it links
+-- the rest in the fold. No set numbers, no grouping, a third fewer probes. The caller gives
+-- sets no two of which share an id.
+--
+-- title_link_titled() is the fold's title_link() for an action whose title the caller names:
+-- when every other id of the action is already linked to that title (one look at that title's
+-- links: after the batch's first links, or any later action on a known title), that is its
+-- title and nothing moves (a title's own id has no link, so it names no other); anything else
+-- is title_link()'s. It costs about half of title_link()'s look-up of each id, whose DISTINCT
+-- aggregate dominates.
+--
+-- Both keep statistics out of it (seqscan off: a plan cached while the tables were small would
+-- scan an account's rows) and JIT off (a disabled scan's cost would otherwise make a statement
+-- of microseconds compile). title_link_new() stays, for a previous release's processes.
 CREATE FUNCTION title_link_fresh(p_accounts text[], p_titles text[], p_ids text[]) RETURNS bigint
 LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 DECLARE
     v_linked bigint;
 BEGIN
-    WITH given AS (
-        SELECT g.account_id, g.title, g.id,
-               -- Scalar subqueries (an EXISTS could be planned as a hash of a whole table).
-               coalesce((SELECT true FROM title_ids t
-                         WHERE t.account_id = g.account_id AND t.id = g.id), false)
-               OR coalesce((SELECT true FROM title_ids t
-                            WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
-               OR coalesce((SELECT true FROM watch_state s
-                            WHERE s.account_id = g.account_id AND s.guid = g.id), false)
-               OR coalesce((SELECT true FROM sync_access a
-                            JOIN sync_queue q ON q.account_id = a.account_id
-                                             AND q.server_id = a.server_id
-                                             AND q.kind = 'state' AND q.guid = g.id
-                            WHERE a.account_id = g.account_id LIMIT 1), false) AS known
-        FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
-    ), sets AS (
-        SELECT g.account_id, g.title, g.id,
-               bool_or(g.known) OVER (PARTITION BY g.account_id, g.title) AS known
-        FROM given g
-    )
+    -- Scalar subqueries, each a probe of one key (an EXISTS could be planned as a hash of a
+    -- whole table); the id's own link is the insert's probe of the primary key.
     INSERT INTO title_ids (account_id, id, title)
-    SELECT s.account_id, s.id, s.title FROM sets s WHERE NOT s.known AND s.id <> s.title;
+    SELECT g.account_id, g.id, g.title
+    FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
+    WHERE NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.id = g.title), false)
+      AND NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
+      AND NOT coalesce((SELECT true FROM watch_state s
+                        WHERE s.account_id = g.account_id AND s.guid = g.id), false)
+      AND NOT coalesce((SELECT true FROM sync_access a
+                        JOIN sync_queue q ON q.account_id = a.account_id
+                                         AND q.server_id = a.server_id
+                                         AND q.kind = 'state' AND q.guid = g.id
+                        WHERE a.account_id = g.account_id LIMIT 1), false)
+    ON CONFLICT (account_id, id) DO NOTHING;
     GET DIAGNOSTICS v_linked = ROW_COUNT;
     RETURN v_linked;
 END;
