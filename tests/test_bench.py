@@ -7,13 +7,19 @@ import pytest
 
 from services.ops.bench import BenchOptions, run_bench
 
+# The benchmarks' own databases: other sessions' tests make and drop theirs on the same server
+# meanwhile.
+_SCRATCH_DATABASES = (
+    "SELECT datname FROM pg_database WHERE datname LIKE 'watchledger\\_scratch\\_%'"
+)
+
 
 async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
     server_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     conn = await asyncpg.connect(server_url)
     try:
-        before = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
+        before = {r[0] for r in await conn.fetch(_SCRATCH_DATABASES)}
         tiny = BenchOptions(
             writers=2,
             events=40,
@@ -27,7 +33,7 @@ async def test_every_benchmark_prints_its_figures_and_leaves_no_database(
             ingest_requests=2,
         )
         assert await run_bench("all", server_url, tiny) == 0
-        after = {r[0] for r in await conn.fetch("SELECT datname FROM pg_database")}
+        after = {r[0] for r in await conn.fetch(_SCRATCH_DATABASES)}
     finally:
         await conn.close()
 
