@@ -414,12 +414,15 @@ DECLARE
     v_linked bigint;
 BEGIN
     -- Scalar subqueries, each a probe of one key (an EXISTS could be planned as a hash of a
-    -- whole table); the id's own link is the insert's probe of the primary key.
+    -- whole table). A plain insert with a probe of the id's key costs less than ON CONFLICT's
+    -- speculative insertion.
     INSERT INTO title_ids (account_id, id, title)
     SELECT g.account_id, g.id, g.title
     FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
     WHERE NOT coalesce((SELECT true FROM title_ids t
                         WHERE t.account_id = g.account_id AND t.id = g.title), false)
+      AND NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.id = g.id), false)
       AND NOT coalesce((SELECT true FROM title_ids t
                         WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
       AND NOT coalesce((SELECT true FROM watch_state s
@@ -428,8 +431,7 @@ BEGIN
                         JOIN sync_queue q ON q.account_id = a.account_id
                                          AND q.server_id = a.server_id
                                          AND q.kind = 'state' AND q.guid = g.id
-                        WHERE a.account_id = g.account_id LIMIT 1), false)
-    ON CONFLICT (account_id, id) DO NOTHING;
+                        WHERE a.account_id = g.account_id LIMIT 1), false);
     GET DIAGNOSTICS v_linked = ROW_COUNT;
     RETURN v_linked;
 END;

@@ -5,11 +5,10 @@
 --
 -- title_link_fresh() makes a batch's first links as title_link_new() did, link by link: each
 -- other id of a set goes to the set's title unless the title is itself linked to another, or
--- the id is a title with links, has a state or a pending change (then title_link() merges them
--- in the fold), or is linked already (the insert's own probe of the key). Linking some ids of a
--- set first is what title_link() would do for them (nothing of theirs to move), and it links
--- the rest in the fold. No set numbers, no grouping, a third fewer probes. The caller gives
--- sets no two of which share an id.
+-- the id is linked already, is a title with links, has a state or a pending change (then
+-- title_link() merges them in the fold). Linking some ids of a set first is what title_link()
+-- would do for them (nothing of theirs to move), and the fold links the rest. No set numbers,
+-- no grouping, no join back; the caller gives sets no two of which share an id.
 --
 -- title_link_titled() is the fold's title_link() for an action whose title the caller names:
 -- when every other id of the action is already linked to that title (one look at that title's
@@ -27,12 +26,15 @@ DECLARE
     v_linked bigint;
 BEGIN
     -- Scalar subqueries, each a probe of one key (an EXISTS could be planned as a hash of a
-    -- whole table); the id's own link is the insert's probe of the primary key.
+    -- whole table). A plain insert with a probe of the id's key costs less than ON CONFLICT's
+    -- speculative insertion.
     INSERT INTO title_ids (account_id, id, title)
     SELECT g.account_id, g.id, g.title
     FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
     WHERE NOT coalesce((SELECT true FROM title_ids t
                         WHERE t.account_id = g.account_id AND t.id = g.title), false)
+      AND NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.id = g.id), false)
       AND NOT coalesce((SELECT true FROM title_ids t
                         WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
       AND NOT coalesce((SELECT true FROM watch_state s
@@ -41,8 +43,7 @@ BEGIN
                         JOIN sync_queue q ON q.account_id = a.account_id
                                          AND q.server_id = a.server_id
                                          AND q.kind = 'state' AND q.guid = g.id
-                        WHERE a.account_id = g.account_id LIMIT 1), false)
-    ON CONFLICT (account_id, id) DO NOTHING;
+                        WHERE a.account_id = g.account_id LIMIT 1), false);
     GET DIAGNOSTICS v_linked = ROW_COUNT;
     RETURN v_linked;
 END;
