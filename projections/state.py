@@ -79,7 +79,7 @@ def _titled(query: str, ids: list[str], args: tuple[object, ...]) -> Op:
     others = [i for i in ids if i != title]
     if not others:
         return Op(QUERIES[query], args)
-    return Op(QUERIES[f"{query}_titled"], (*args, title, others))
+    return Op(QUERIES[f"{query}_titled"], (args[0], title, *args[2:], others))
 
 
 @singledispatch

@@ -599,11 +599,11 @@ async def test_a_fold_told_its_title_links_as_title_link_does(
             answers = []
             for call in (
                 "SELECT title_link('ann', $1::text[], true)",
-                "SELECT title_link_titled('ann', $1::text[], true, $2, $3::text[])",
+                "SELECT title_link_titled('ann', $1, $2::text[], true)",
             ):
                 inner = conn.transaction()
                 await inner.start()
-                args = (ids,) if "titled" not in call else (ids, title, others)
+                args = (ids,) if "titled" not in call else (title, others)
                 answers.append(
                     (
                         await conn.fetchval(call, *args),

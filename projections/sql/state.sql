@@ -13,8 +13,8 @@
 SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7, true);
 
 -- state_watch_titled --
--- state_watch for an action naming its title by several ids, the title they name given (title_link_titled): $1 to $7 as state_watch's, $8 the first of its ids in shown order, $9 its other ids
-SELECT state_put_watch($1, title_link_titled($1, $2::text[], true, $8, $9::text[]), $3, $4, $5, $6, $7, true);
+-- state_watch for an action naming its title by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_watch's, $2 the first of its ids in shown order, $8 its other ids
+SELECT state_put_watch($1, title_link_titled($1, $2, $8::text[], true), $3, $4, $5, $6, $7, true);
 
 -- state_link_fresh --
 -- Link the batch's new titles before its folds (title_link_fresh): $1 each id's account, $2 its set's title (the first of the set's ids in shown order), $3 the set's other ids
@@ -25,16 +25,16 @@ SELECT title_link_fresh($1::text[], $2::text[], $3::text[]);
 SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7, false);
 
 -- state_keep_titled --
--- state_keep for a title named by several ids, the title they name given (title_link_titled): $1 to $7 as state_keep's, $8 the first of its ids in shown order, $9 its other ids
-SELECT state_put_watch($1, title_link_titled($1, $2::text[], true, $8, $9::text[]), $3, $4, $5, $6, $7, false);
+-- state_keep for a title named by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_keep's, $2 the first of its ids in shown order, $8 its other ids
+SELECT state_put_watch($1, title_link_titled($1, $2, $8::text[], true), $3, $4, $5, $6, $7, false);
 
 -- state_rate --
 -- Fold a rated/unrated action (rating null: unrated) into its title's state like state_watch: $1 account, $2 the action's ids (its guid first), $3 kind, $4 rating, $5 at, $6 position, $7 recorded at
 SELECT state_put_rate($1, title_link($1, $2::text[], true), $3, $4::smallint, $5, $6, $7, true);
 
 -- state_rate_titled --
--- state_rate for an action naming its title by several ids, the title they name given (title_link_titled): $1 to $7 as state_rate's, $8 the first of its ids in shown order, $9 its other ids
-SELECT state_put_rate($1, title_link_titled($1, $2::text[], true, $8, $9::text[]), $3, $4::smallint, $5, $6, $7, true);
+-- state_rate for an action naming its title by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_rate's, $2 the first of its ids in shown order, $8 its other ids
+SELECT state_put_rate($1, title_link_titled($1, $2, $8::text[], true), $3, $4::smallint, $5, $6, $7, true);
 
 -- account_add --
 -- A new account, sync off: $1 account

@@ -50,7 +50,7 @@ END;
 $$;
 
 CREATE FUNCTION title_link_titled(
-    p_account text, p_ids text[], p_queue boolean, p_title text, p_others text[]
+    p_account text, p_title text, p_others text[], p_queue boolean
 ) RETURNS text
 LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
 BEGIN
@@ -62,6 +62,6 @@ BEGIN
            = cardinality(p_others) THEN
         RETURN p_title;
     END IF;
-    RETURN title_link(p_account, p_ids, p_queue);
+    RETURN title_link(p_account, p_title || p_others, p_queue);
 END;
 $$;
