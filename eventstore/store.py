@@ -76,9 +76,9 @@ def _keys_of(events: Sequence[NewEvent]) -> tuple[list[Any], list[int]]:
     keys: list[Any] = []
     key_events: list[int] = []
     for index, event in enumerate(events, 1):
-        if seen & event.keys:
+        if not seen.isdisjoint(names := event.keys):  # keys: built once an event
             raise ValueError("an append cannot carry the same event (id or key) twice")
-        seen |= event.keys
+        seen |= names
         own = dict.fromkeys(event.idempotency_keys)
         keys.extend(own)
         key_events.extend(repeat(index, len(own)))

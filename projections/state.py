@@ -34,6 +34,7 @@ from .domain import (
     Watched,
     WatchStateKept,
     guid_kind,
+    id_rank,
 )
 from .events import account_event, check_stored
 from .protocol import Op, Slice
@@ -65,6 +66,22 @@ def _named_ids(recorded: RecordedEvent) -> tuple[str, frozenset[str]] | None:
     return account, frozenset((event.guid, *event.ids))
 
 
+def _titled(query: str, ids: list[str], args: tuple[object, ...]) -> Op:
+    """The fold ``query`` (state_watch, state_keep or state_rate) for an action naming its
+    title by ``ids`` (its guid first); of several ids, its ``_titled`` form, told the title the
+    ids name once linked and the others, which finds a title already linked with one look at
+    its links instead of a look-up of each id. The title told is the first in shown order of
+    the guid and the first other id (a decided action's others are in shown order); told
+    another, the database finds out and links the ids as title_link does."""
+    if len(ids) < 2:
+        return Op(QUERIES[query], args)
+    title = min(ids[0], ids[1], key=id_rank)
+    others = [i for i in ids if i != title]
+    if not others:
+        return Op(QUERIES[query], args)
+    return Op(QUERIES[f"{query}_titled"], (args[0], title, *args[2:], others))
+
+
 @singledispatch
 def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
     return []
@@ -73,47 +90,50 @@ def _fold(event: Event, account: str, recorded: RecordedEvent) -> list[Op]:
 @_fold.register
 def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
+    ids = [event.guid, *event.ids]
     args = (
         account,
-        [event.guid, *event.ids],
+        ids,
         guid_kind(event.guid),
         isinstance(event, Watched),
         event.at,
         recorded.position,
         recorded.recorded_at,
     )
-    return [Op(QUERIES["state_watch"], args)]
+    return [_titled("state_watch", ids, args)]
 
 
 @_fold.register
 def _(event: WatchStateKept, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
+    ids = [event.guid, *event.ids]
     args = (
         account,
-        [event.guid, *event.ids],
+        ids,
         guid_kind(event.guid),
         event.watched,
         event.at,
         recorded.position,
         event.recorded_at,
     )
-    return [Op(QUERIES["state_keep"], args)]
+    return [_titled("state_keep", ids, args)]
 
 
 @_fold.register
 def _(event: Rated | Unrated, account: str, recorded: RecordedEvent) -> list[Op]:
     check_stored(recorded, "watch")
     rating = event.rating if isinstance(event, Rated) else None
+    ids = [event.guid, *event.ids]
     args = (
         account,
-        [event.guid, *event.ids],
+        ids,
         guid_kind(event.guid),
         rating,
         event.at,
         recorded.position,
         recorded.recorded_at,
     )
-    return [Op(QUERIES["state_rate"], args)]
+    return [_titled("state_rate", ids, args)]
 
 
 @_fold.register
@@ -162,12 +182,14 @@ class WatchStateProjection:
         return [] if decoded is None else _fold(decoded[1], decoded[0], event)
 
     def prepare(self, events: Sequence[RecordedEvent]) -> Sequence[Op]:
-        """The first links of the batch's new titles, in one statement: an action naming a
-        title by ids the account never used (nor any title, state or pending change of
-        theirs) and that no other action of the batch shares would link them in its own fold
-        (a title_link call each, its dearest kind); linked first, its fold finds the title at
-        once. Anything else — a merge, an id two id sets of the batch share — is left to the
-        folds, in order. Links are a union, so linking these first changes no row."""
+        """The first links of the batch's new ids, in one statement: each id of an action
+        naming its title by several ids, when the account never used it (no link, title, state
+        or pending change of its) and no other action of the batch shares its set, is linked
+        to the set's title (its first id in shown order, unless that is linked to another) as
+        the action's fold would link it (title_link, its dearest kind of call); linked first,
+        the fold finds the title with one look. Anything else — a merge, ids two sets of the
+        batch share — is left to the folds, in order. Links are a union, so linking these
+        first changes no row."""
         # Each account's distinct sets of ids, in the order of the batch (so the statement is
         # the same for the same events).
         sets: dict[str, dict[tuple[str, ...], None]] = defaultdict(dict)
@@ -176,17 +198,19 @@ class WatchStateProjection:
             if named is not None and len(named[1]) > 1:
                 sets[named[0]][tuple(sorted(named[1]))] = None
         accounts: list[str] = []
-        numbers: list[int] = []
+        titles: list[str] = []
         ids: list[str] = []
         for account, found in sets.items():
             uses = Counter(i for ids_of_set in found for i in ids_of_set)
-            for number, ids_of_set in enumerate(found):
+            for ids_of_set in found:
                 if any(uses[i] > 1 for i in ids_of_set):
                     continue
-                accounts += [account] * len(ids_of_set)
-                numbers += [number] * len(ids_of_set)
-                ids += ids_of_set
-        return [Op(QUERIES["state_link_new"], (accounts, numbers, ids))] if ids else []
+                title = min(ids_of_set, key=id_rank)
+                others = [i for i in ids_of_set if i != title]
+                accounts += [account] * len(others)
+                titles += [title] * len(others)
+                ids += others
+        return [Op(QUERIES["state_link_fresh"], (accounts, titles, ids))] if ids else []
 
     def rebuild(self, part: Slice) -> Sequence[Op]:
         # The cut first (a state deletion in the slice forgets what earlier slices gave), then

@@ -35,6 +35,7 @@ ALL_MIGRATIONS = [
     "projections/0007_title_ids",
     "projections/0008_action_keys",
     "projections/0009_title_link_by_key",
+    "projections/0010_titles_given_by_the_fold",
     "services/0001_service_secrets",
     "services/0002_servers",
     "services/0003_account_snapshots",
@@ -221,6 +222,7 @@ async def test_shares_recorded_before_consent_lose_their_access_on_upgrade(
             "projections/0007_title_ids",
             "projections/0008_action_keys",
             "projections/0009_title_link_by_key",
+            "projections/0010_titles_given_by_the_fold",
             "services/0003_account_snapshots",
         ]
         access = await pool.fetch("SELECT account_id, server_id FROM sync_access")
@@ -290,6 +292,7 @@ async def test_actions_recorded_before_keys_per_id_get_theirs_on_upgrade(
             "eventstore/0005_append_many",
             "projections/0008_action_keys",
             "projections/0009_title_link_by_key",
+            "projections/0010_titles_given_by_the_fold",
         ]
         assert not await pool.fetchval(
             "SELECT count(*) FROM information_schema.columns WHERE column_name = 'idempotency_key'"

@@ -208,6 +208,18 @@ def test_the_shown_order_is_a_total_order_of_distinct_ids(valid: list[tuple[str,
     assert shown_order(shown[1:] + shown[:1]) == shown
 
 
+@given(st.lists(valid_ids, min_size=1, max_size=9), st.data())
+def test_an_actions_other_ids_are_in_shown_order(
+    valid: list[tuple[str, str]], data: st.DataObject
+) -> None:
+    """classify_ids orders the other ids by the rank their forms give: the shown order."""
+    chosen = data.draw(st.sampled_from(sorted({kind for _, kind in valid})))
+    same_kind = [text for text, kind in valid if kind == chosen]
+    title = classify_ids(same_kind[0], same_kind[1:])
+    normalised = [parse_id(text)[1] for text in same_kind[1:]]
+    assert list(title.others) == shown_order(i for i in normalised if i != title.guid)
+
+
 @given(st.text(max_size=60))
 def test_any_text_is_parsed_or_rejected_with_a_code(text: str) -> None:
     code: str | None = None

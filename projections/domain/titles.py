@@ -39,6 +39,11 @@ _IMDB = re.compile(rf"imdb://(movie|show|episode)/tt{_PROVIDER_ID}", re.ASCII)
 _NUMERIC = re.compile(rf"(tmdb|tvdb)://(movie|show|episode)/{_PROVIDER_ID}", re.ASCII)
 _NUMBERED = re.compile(rf"(.+)/s({_DIGITS})e({_DIGITS})", re.ASCII)
 _MUSIC = re.compile(r"plex://(artist|album|track)/", re.ASCII)
+# Any text ending as an episode-by-numbers id does (the database's title_id_rank: `.` matches
+# any character there, a newline too).
+_NUMBERED_TEXT = re.compile(rf".+/s{_DIGITS}e{_DIGITS}", re.ASCII | re.DOTALL)
+# The rank of an id by its first 7 characters, the scheme and `://` (title_id_rank's order).
+_SCHEME_RANKS = {f"{scheme}://": rank for rank, scheme in enumerate(SCHEMES)}
 
 
 class GuidRejected(Exception):
@@ -52,6 +57,13 @@ class GuidRejected(Exception):
 def parse_id(text: str) -> tuple[TitleKind, str]:
     """(kind, normalised id) of one id of a synced title; raises :class:`GuidRejected`
     (``music_not_synced`` or ``unsupported_guid``) otherwise."""
+    kind, normalised, _ = _parse(text)
+    return kind, normalised
+
+
+def _parse(text: str) -> tuple[TitleKind, str, int]:
+    """:func:`parse_id`'s (kind, normalised id), and the id's rank (:func:`id_rank`'s first
+    part), which its form gives."""
     if _MUSIC.match(text):
         raise GuidRejected("music_not_synced")
     parsed = _parse_simple(text)
@@ -61,18 +73,23 @@ def parse_id(text: str) -> tuple[TitleKind, str]:
     if numbered is not None:
         show = _parse_simple(numbered.group(1))
         if show is not None and show[0] == "show":
-            return "episode", f"{show[1]}/s{numbered.group(2)}e{numbered.group(3)}"
+            normalised = f"{show[1]}/s{numbered.group(2)}e{numbered.group(3)}"
+            return "episode", normalised, _NUMBERED_RANK
     raise GuidRejected("unsupported_guid")
 
 
-def _parse_simple(text: str) -> tuple[TitleKind, str] | None:
-    if plex := _PLEX.fullmatch(text):
-        kind = cast(TitleKind, plex.group(1))
-        return kind, f"plex://{kind}/{plex.group(2).lower()}"
-    if imdb := _IMDB.fullmatch(text):
-        return cast(TitleKind, imdb.group(1)), text
-    if numeric := _NUMERIC.fullmatch(text):
-        return cast(TitleKind, numeric.group(2)), text
+def _parse_simple(text: str) -> tuple[TitleKind, str, int] | None:
+    # Each form begins with its scheme: one pattern tried, the one the scheme says.
+    scheme = text[:7]
+    if scheme == "plex://":
+        if plex := _PLEX.fullmatch(text):
+            kind = cast(TitleKind, plex.group(1))
+            return kind, f"plex://{kind}/{plex.group(2).lower()}", 0
+    elif scheme == "imdb://":
+        if imdb := _IMDB.fullmatch(text):
+            return cast(TitleKind, imdb.group(1)), text, 1
+    elif numeric := _NUMERIC.fullmatch(text):
+        return cast(TitleKind, numeric.group(2)), text, 2 if numeric.group(1) == "tmdb" else 3
     return None
 
 
@@ -98,15 +115,23 @@ def classify_ids(guid: str, ids: Iterable[str] = ()) -> TitleIds:
     :class:`GuidRejected` with the first code that applies over all of them:
     ``music_not_synced``, ``unsupported_guid``, then ``conflicting_ids`` (ids of different
     kinds of title)."""
-    texts = [guid, *ids]
-    if any(_MUSIC.match(text) for text in texts):
-        raise GuidRejected("music_not_synced")
-    parsed = [parse_id(text) for text in texts]  # unsupported_guid, if any is
-    if len({kind for kind, _ in parsed}) > 1:
+    parsed: list[tuple[TitleKind, str, int]] = []
+    unsupported: GuidRejected | None = None
+    for text in (guid, *ids):  # each parsed once
+        try:
+            parsed.append(_parse(text))
+        except GuidRejected as rejected:
+            if rejected.code == "music_not_synced":  # first of the codes, whichever id has it
+                raise
+            unsupported = rejected
+    if unsupported is not None:
+        raise unsupported
+    if len({kind for kind, _, _ in parsed}) > 1:
         raise GuidRejected("conflicting_ids")
-    kind, own = parsed[0]
-    others = shown_order(normalised for _, normalised in parsed[1:] if normalised != own)
-    return TitleIds(kind, own, tuple(others))
+    kind, own, _ = parsed[0]
+    # In shown order (id_rank, which each id's form gave), each once.
+    others = sorted({(rank, normalised) for _, normalised, rank in parsed[1:] if normalised != own})
+    return TitleIds(kind, own, tuple(normalised for _, normalised in others))
 
 
 def shown_order(ids: Iterable[str]) -> list[str]:
@@ -115,13 +140,16 @@ def shown_order(ids: Iterable[str]) -> list[str]:
 
 
 def id_rank(normalised: str) -> tuple[int, str]:
-    """Where a normalised id goes among a title's ids (smallest first)."""
-    if _NUMBERED.fullmatch(normalised):
+    """Where a normalised id goes among a title's ids (smallest first): for any text, exactly
+    where the database's title_id_rank (then its text, in code point order) puts it, so the
+    title the projection is told an action's ids name is the one it would choose."""
+    # An episode-by-numbers id's last part (after its last "/") is s<n>e<n>: only such texts
+    # are matched against the pattern.
+    slash = normalised.rfind("/")
+    if slash > 0 and normalised.startswith("s", slash + 1) and _NUMBERED_TEXT.fullmatch(normalised):
         return _NUMBERED_RANK, normalised
-    scheme = normalised.split(":", 1)[0]
     # An id of no known scheme (a stored event the API would not take) goes last.
-    rank = SCHEMES.index(scheme) if scheme in SCHEMES else _NUMBERED_RANK + 1
-    return rank, normalised
+    return _SCHEME_RANKS.get(normalised[:7], _NUMBERED_RANK + 1), normalised
 
 
 def guid_kind(guid: str) -> TitleKind:

@@ -405,3 +405,51 @@ BEGIN
     RETURN v_linked;
 END;
 $$;
+
+-- title_link_fresh() and title_link_titled(): a batch's first links and the fold's look-up when the
+-- caller gives each set's title (the first of its ids in shown order; see migration 0010).
+CREATE FUNCTION title_link_fresh(p_accounts text[], p_titles text[], p_ids text[]) RETURNS bigint
+LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+DECLARE
+    v_linked bigint;
+BEGIN
+    -- Scalar subqueries, each a probe of one key (an EXISTS could be planned as a hash of a
+    -- whole table). A plain insert with a probe of the id's key costs less than ON CONFLICT's
+    -- speculative insertion.
+    INSERT INTO title_ids (account_id, id, title)
+    SELECT g.account_id, g.id, g.title
+    FROM unnest(p_accounts, p_titles, p_ids) AS g (account_id, title, id)
+    WHERE NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.id = g.title), false)
+      AND NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.id = g.id), false)
+      AND NOT coalesce((SELECT true FROM title_ids t
+                        WHERE t.account_id = g.account_id AND t.title = g.id LIMIT 1), false)
+      AND NOT coalesce((SELECT true FROM watch_state s
+                        WHERE s.account_id = g.account_id AND s.guid = g.id), false)
+      AND NOT coalesce((SELECT true FROM sync_access a
+                        JOIN sync_queue q ON q.account_id = a.account_id
+                                         AND q.server_id = a.server_id
+                                         AND q.kind = 'state' AND q.guid = g.id
+                        WHERE a.account_id = g.account_id LIMIT 1), false);
+    GET DIAGNOSTICS v_linked = ROW_COUNT;
+    RETURN v_linked;
+END;
+$$;
+
+CREATE FUNCTION title_link_titled(
+    p_account text, p_title text, p_others text[], p_queue boolean
+) RETURNS text
+LANGUAGE plpgsql SET enable_seqscan = off SET jit = off AS $$
+BEGIN
+    -- Each other id linked to the title (a row an id; an id given twice makes the count fall
+    -- short) makes it a title with links, and a title's own id has none: they all name it.
+    IF cardinality(p_others) > 0
+       AND (SELECT count(*) FROM title_ids t
+            WHERE t.account_id = p_account AND t.title = p_title AND t.id = ANY (p_others))
+           = cardinality(p_others) THEN
+        RETURN p_title;
+    END IF;
+    RETURN title_link(p_account, p_title || p_others, p_queue);
+END;
+$$;

@@ -12,17 +12,29 @@
 -- Fold a watched/unwatched action into its title's state if it is the latest by (at, position), linking the action's ids first (title_link), and queue the new state for every server of the account while sync is on: $1 account, $2 the action's ids (its guid first), $3 kind, $4 watched, $5 at, $6 position, $7 recorded at
 SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7, true);
 
--- state_link_new --
--- Link the batch's new titles before its folds (title_link_new): $1 each id's account, $2 each id's set number (of its account), $3 the ids
-SELECT title_link_new($1::text[], $2::integer[], $3::text[]);
+-- state_watch_titled --
+-- state_watch for an action naming its title by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_watch's, $2 the first of its ids in shown order, $8 its other ids
+SELECT state_put_watch($1, title_link_titled($1, $2, $8::text[], true), $3, $4, $5, $6, $7, true);
+
+-- state_link_fresh --
+-- Link the batch's new titles before its folds (title_link_fresh): $1 each id's account, $2 its set's title (the first of the set's ids in shown order), $3 the set's other ids
+SELECT title_link_fresh($1::text[], $2::text[], $3::text[]);
 
 -- state_keep --
 -- Fold a watch state carried across a history deletion: like state_watch, but it queues nothing (the state did not change, and a deletion sends nothing to servers): $1 account, $2 the title's ids (its guid first), $3 kind, $4 watched, $5 at, $6 position, $7 when the deciding record was recorded
 SELECT state_put_watch($1, title_link($1, $2::text[], true), $3, $4, $5, $6, $7, false);
 
+-- state_keep_titled --
+-- state_keep for a title named by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_keep's, $2 the first of its ids in shown order, $8 its other ids
+SELECT state_put_watch($1, title_link_titled($1, $2, $8::text[], true), $3, $4, $5, $6, $7, false);
+
 -- state_rate --
 -- Fold a rated/unrated action (rating null: unrated) into its title's state like state_watch: $1 account, $2 the action's ids (its guid first), $3 kind, $4 rating, $5 at, $6 position, $7 recorded at
 SELECT state_put_rate($1, title_link($1, $2::text[], true), $3, $4::smallint, $5, $6, $7, true);
+
+-- state_rate_titled --
+-- state_rate for an action naming its title by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_rate's, $2 the first of its ids in shown order, $8 its other ids
+SELECT state_put_rate($1, title_link_titled($1, $2, $8::text[], true), $3, $4::smallint, $5, $6, $7, true);
 
 -- account_add --
 -- A new account, sync off: $1 account

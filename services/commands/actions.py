@@ -38,10 +38,10 @@ class _Plan:
         for decided in decisions:
             if isinstance(decided, Rejected):
                 self.outcomes.append(decided)
-            elif seen & decided.keys:
+            elif not seen.isdisjoint(keys := decided.keys):
                 self.outcomes.append(Duplicate())
             else:
-                seen |= decided.keys
+                seen |= keys
                 self.slots.append(len(self.outcomes))
                 self.outcomes.append(None)
                 self.to_append.append(decided)

@@ -64,6 +64,8 @@ class Figure(msgspec.Struct, frozen=True):
     events: int
     seconds: float
     ceiling: bool = False
+    # The rates of each turn, when the figure is the median of several (in the order run).
+    turns: tuple[float, ...] = ()
 
     @property
     def rate(self) -> float:
@@ -308,9 +310,11 @@ async def bench_api(
                             return
                     await asyncio.sleep(0.05)
 
-            # Each shape with one id per action, then with four (the same sizes, titles new to
+            # Each shape with one id per action and with four (the same sizes, titles new to
             # the account in both), so identity's cost is read off one run: in turns, from a
-            # caught-up service each time, and each figure the median of its turns.
+            # caught-up service each time, each figure the median of its turns. The two go in
+            # turn about (1 then 4, 4 then 1, ...), so a machine slowing down or speeding up
+            # through the run weighs on both alike.
             shapes: list[tuple[str, int, Callable[[int, int], Callable[[], Awaitable[None]]]]] = [
                 (
                     f"POST /v1/me/actions, 1 action/request, {clients} clients",
@@ -327,8 +331,8 @@ async def bench_api(
             offset = 0
             for name, events, shape in shapes:
                 turns: dict[int, list[Figure]] = {1: [], 4: []}
-                for _ in range(IDENTITY_TURNS):
-                    for ids in (1, 4):
+                for turn in range(IDENTITY_TURNS):
+                    for ids in (1, 4) if turn % 2 == 0 else (4, 1):
                         await caught_up()
                         offset += 100_000_000  # titles new to the accounts in every turn
                         turns[ids].append(
@@ -519,13 +523,15 @@ async def bench_servers(
     return figures, [latency]
 
 
-# Turns of each shape with 1 and with 4 ids (the machine's noise is of the order of the cost).
-IDENTITY_TURNS = 3
+# Turns of each shape with 1 and with 4 ids (the machine's noise is of the order of the cost:
+# with 3, the ratio of one invocation to the next moved by 10 points on a busy machine).
+IDENTITY_TURNS = 5
 
 
 def _median(figures: list[Figure]) -> Figure:
-    """The run with the median rate."""
-    return sorted(figures, key=lambda figure: figure.rate)[len(figures) // 2]
+    """The run with the median rate, carrying every run's rate."""
+    median = sorted(figures, key=lambda figure: figure.rate)[len(figures) // 2]
+    return msgspec.structs.replace(median, turns=tuple(figure.rate for figure in figures))
 
 
 def _ids(ids: int) -> str:
@@ -533,10 +539,15 @@ def _ids(ids: int) -> str:
 
 
 def print_identity_cost(figures: list[Figure]) -> None:
-    """Each 4-id figure's rate against the 1-id figure just before it (issue 10: within 25 %)."""
+    """Each 4-id figure's rate against the 1-id figure just before it (issue 10: within 25 %):
+    the ratio of their medians, then each turn's own ratio (the two figures run side by side)."""
     for one, four in pairwise(figures):
         if four.name == one.name + _ids(4):
-            print(f"{four.name}: {four.rate / one.rate:.0%} of the 1-id rate")
+            line = f"{four.name}: {four.rate / one.rate:.0%} of the 1-id rate"
+            if len(one.turns) == len(four.turns) > 1:
+                each = ", ".join(f"{f / o:.0%}" for o, f in zip(one.turns, four.turns, strict=True))
+                line += f" (turn by turn: {each})"
+            print(line)
 
 
 def print_latencies(latencies: list[Latency]) -> None:
