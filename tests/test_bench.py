@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
 import asyncpg
 import pytest
 
@@ -137,3 +143,36 @@ async def test_the_load_benchmark_drives_wrk_and_measures_its_ceiling_with_pgben
         "read-your-writes under that load (0 stale reads)",
     ):
         assert line in out
+
+
+async def test_the_quick_run_of_every_suite_prints_one_json_document(server_url: str) -> None:
+    """`watchledger bench all --quick --json`, as CI runs it: every suite at smoke sizes, no
+    thresholds; the figures come as one JSON document on stdout."""
+    watchledger = str(Path(sys.executable).with_name("watchledger"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WATCHLEDGER_")}
+    env |= {"WATCHLEDGER_DATABASE_URL": server_url, "WATCHLEDGER_LOG_LEVEL": "warning"}
+    process = await asyncio.create_subprocess_exec(
+        watchledger,
+        "bench",
+        "all",
+        "--quick",
+        "--json",
+        env=env,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(300):
+        out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()[-3000:]
+    [document] = [line for line in out.decode().splitlines() if line.startswith('{"sections"')]
+    sections = {s["suite"]: s for s in json.loads(document)["sections"]}
+    assert set(sections) == {
+        "eventstore", "api", "servers", "feeds", "replay", "connectors", "load",
+    }  # fmt: skip
+    for section in sections.values():
+        assert section["figures"] or section["latencies"]
+        for figure in section["figures"]:
+            assert figure["rate"] > 0
+    ceilings = [f for f in sections["load"]["figures"] if f["of_ceiling"] is not None]
+    assert ceilings  # each figure beside its ceiling, as a ratio

@@ -15,7 +15,7 @@ import socket
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from itertools import pairwise
 from typing import Any
@@ -594,15 +594,103 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     seconds: float = 10.0
 
 
-async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
-    """Run a suite (``eventstore``, ``api``, ``servers``, ``all`` of those, ``feeds``,
-    ``replay``, ``connectors`` or ``load``) and print its figures."""
-    if suite in ("eventstore", "all"):
+# Sizes of --quick: every suite in about a minute, a smoke run (CI runs it; no thresholds).
+QUICK = BenchOptions(
+    writers=4,
+    events=400,
+    batch=100,
+    clients=4,
+    requests=60,
+    request_batch=100,
+    request_batches=2,
+    samples=10,
+    servers=5,
+    ingest_requests=2,
+    spread_accounts=50,
+    queued=5_000,
+    log_events=5_000,
+    accounts=50,
+    friends=10,
+    activities=2_000,
+    streams=50,
+    idle_seconds=1.0,
+    items=300,
+    load_accounts=50,
+    connections=8,
+    seconds=2.0,
+)
+
+SUITES = ("eventstore", "api", "servers", "feeds", "replay", "connectors", "load")
+# What `all` runs; with --quick, every suite.
+ALL = ("eventstore", "api", "servers")
+
+
+def _latency_row(lat: Latency) -> dict[str, Any]:
+    return {
+        "name": lat.name,
+        "samples": len(lat.samples),
+        "p50_ms": round(lat.quantile(0.5) * 1000, 2),
+        "p99_ms": round(lat.quantile(0.99) * 1000, 2),
+        "max_ms": round(max(lat.samples) * 1000, 2),
+    }
+
+
+class Report:
+    """The figures of a run, by suite: printed as tables as they come, or kept for one JSON
+    document at the end (``--json``)."""
+
+    def __init__(self, *, as_json: bool) -> None:
+        self.as_json = as_json
+        self.sections: list[dict[str, Any]] = []
+
+    def add(self, title: str, figures: list[Figure], latencies: Sequence[Latency] = ()) -> None:
+        if not self.as_json:
+            print_figures(title, figures)
+            if latencies:
+                print_latencies(list(latencies))
+            return
+        rows = []
+        for i, f in enumerate(figures):
+            after = figures[i + 1] if i + 1 < len(figures) else None
+            share = f.rate / after.rate if after and after.ceiling and not f.ceiling else None
+            rows.append(
+                {"name": f.name.strip(), "events": f.events, "seconds": round(f.seconds, 4),
+                 "rate": round(f.rate, 1), "ceiling": f.ceiling, "of_ceiling": share}
+            )  # fmt: skip
+        self.sections.append(
+            {
+                "suite": title.removeprefix("watchledger bench "),
+                "figures": rows,
+                "latencies": [_latency_row(lat) for lat in latencies],
+            }
+        )
+
+    def text(self, show: Callable[[], None]) -> None:
+        """Lines only a person reads (derived figures); left out of the JSON document."""
+        if not self.as_json:
+            show()
+
+    def finish(self) -> None:
+        if self.as_json:
+            print(msgspec.json.encode({"sections": self.sections}).decode())
+
+
+async def run_bench(
+    suite: str, url: str, options: BenchOptions, *, quick: bool = False, as_json: bool = False
+) -> int:
+    """Run a suite (``eventstore``, ``api``, ``servers``, ``feeds``, ``replay``,
+    ``connectors``, ``load``, or ``all``: the first three; with ``quick``, every suite at smoke
+    sizes) and print its figures (as one JSON document with ``as_json``)."""
+    if quick:
+        options = QUICK
+    chosen = set((SUITES if quick else ALL) if suite == "all" else (suite,))
+    report = Report(as_json=as_json)
+    if "eventstore" in chosen:
         figures = await bench_eventstore(
             url, writers=options.writers, events=options.events, batch=options.batch
         )
-        print_figures("watchledger bench eventstore", figures)
-    if suite in ("api", "all"):
+        report.add("watchledger bench eventstore", figures)
+    if "api" in chosen:
         figures, latencies = await bench_api(
             url,
             clients=options.clients,
@@ -611,10 +699,9 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             batches=options.request_batches,
             samples=options.samples,
         )
-        print_figures("watchledger bench api", figures)
-        print_identity_cost(figures)
-        print_latencies(latencies)
-    if suite in ("servers", "all"):
+        report.add("watchledger bench api", figures, latencies)
+        report.text(lambda: print_identity_cost(figures))
+    if "servers" in chosen:
         figures, latencies = await bench_servers(
             url,
             servers=options.servers,
@@ -624,9 +711,8 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             spread=options.spread_accounts,
             queued=options.queued,
         )
-        print_figures("watchledger bench servers", figures)
-        print_latencies(latencies)
-    if suite == "feeds":
+        report.add("watchledger bench servers", figures, latencies)
+    if "feeds" in chosen:
         from .bench_feeds import bench_feeds, print_streams
 
         figures, latencies, streams = await bench_feeds(
@@ -637,10 +723,9 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             streams=options.streams,
             idle_seconds=options.idle_seconds,
         )
-        print_figures("watchledger bench feeds", figures)
-        print_latencies(latencies)
-        print_streams(streams)
-    if suite == "load":
+        report.add("watchledger bench feeds", figures, latencies)
+        report.text(lambda: print_streams(streams))
+    if "load" in chosen:
         from .bench_load import bench_load
 
         figures, latencies = await bench_load(
@@ -649,20 +734,19 @@ async def run_bench(suite: str, url: str, options: BenchOptions) -> int:
             connections=options.connections,
             seconds=options.seconds,
         )
-        print_figures("watchledger bench load", figures)
-        print_latencies(latencies)
-    if suite == "connectors":
+        report.add("watchledger bench load", figures, latencies)
+    if "connectors" in chosen:
         from .bench_connectors import bench_connectors
 
         figures, latencies = await bench_connectors(
             url, items=options.items, samples=options.samples
         )
-        print_figures("watchledger bench connectors", figures)
-        print_latencies(latencies)
-    if suite == "replay":
+        report.add("watchledger bench connectors", figures, latencies)
+    if "replay" in chosen:
         from .bench_replay import bench_replay, print_per_minute
 
         figures = await bench_replay(url, events=options.log_events, accounts=options.accounts)
-        print_figures("watchledger bench replay", figures)
-        print_per_minute(figures)
+        report.add("watchledger bench replay", figures)
+        report.text(lambda: print_per_minute(figures))
+    report.finish()
     return 0

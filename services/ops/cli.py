@@ -150,9 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         "suite",
         choices=["eventstore", "api", "servers", "feeds", "replay", "connectors", "load", "all"],
         help=(
-            "what to measure (all: every suite but feeds, replay, connectors and load, which "
-            "take minutes or a load generator)"
+            "what to measure (all: eventstore, api and servers; the others take minutes or a "
+            "load generator; with --quick, all is every suite)"
         ),
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke sizes (every size option ignored): all suites in about a minute, for CI",
+    )
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print one JSON document of the figures (by suite) instead of tables",
     )
     log_options = p.add_argument_group("eventstore")
     log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
@@ -739,7 +749,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     **{f: getattr(args, f) for f in BenchOptions.__struct_fields__}
                 )
                 asyncio.run(_check_database(settings, url))
-                return asyncio.run(run_bench(args.suite, url, options))
+                return asyncio.run(
+                    run_bench(args.suite, url, options, quick=args.quick, as_json=args.json)
+                )
             if args.command == "replay":
                 return asyncio.run(_replay(settings, url, args))
             if args.command == "verify":
