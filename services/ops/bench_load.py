@@ -51,7 +51,7 @@ request = function()
 end
 """
 
-_PGBENCH_SCRIPT = """\\set v random(1, 1000000000)
+_PGBENCH_SCRIPT = """\\set v random(1, 9000000000000000000)
 INSERT INTO bench_insert (account_id, stream, version, event_id, type, schema_version, data)
 VALUES ('p' || :client_id, 'watch-p' || :client_id, :v, gen_random_uuid(), 'bench_watched', 1,
         '{"guid": "tmdb://movie/1", "at": "2026-11-21T10:00:00Z", "watched": true}');
