@@ -32,6 +32,7 @@ from eventstore import EventStore, ImportFailed, MigrationError, migrations
 from eventstore import database as db
 from eventstore.exchange import IMPORT_CONCURRENCY, export_events, import_events
 from services import MIGRATION_PACKAGES
+from services.runtime import loop
 from services.runtime.config import ENV_ONLY, SETTINGS, SettingError, Settings, flag
 from services.runtime.embedded import database
 from services.runtime.logs import configure_logging, console_format
@@ -672,7 +673,7 @@ def _connect(path: str, settings: Settings) -> int:
             await run(connector)
 
     try:
-        asyncio.run(connect())
+        loop.run(connect())
     except StateError as exc:
         _report(f"state_file: {exc}", settings)
         return 2
@@ -738,7 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     " — set WATCHLEDGER_DATA_DIR or --data-dir"
                 ) from exc
             if args.command == "serve":
-                asyncio.run(_serve(settings, url))
+                loop.run(_serve(settings, url))
                 return 0
             if args.command == "migrate":
                 return asyncio.run(_migrate(settings, url, args.status))

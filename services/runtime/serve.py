@@ -41,7 +41,12 @@ async def serve(
     try:
         site = web.TCPSite(runner, settings.host, settings.port)
         await site.start()
-        log.info("serving", host=settings.host, port=settings.port)
+        log.info(
+            "serving",
+            host=settings.host,
+            port=settings.port,
+            event_loop=type(loop).__module__.partition(".")[0],
+        )
         if started is not None:
             started.set()
         await supervisor.watch()
