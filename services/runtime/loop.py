@@ -25,4 +25,3 @@ def run(main: Coroutine[Any, Any, T]) -> T:
     if uvloop is not None:
         return uvloop.run(main)
     return asyncio.run(main)
-
