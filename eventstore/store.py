@@ -85,17 +85,28 @@ def _keys_of(events: Sequence[NewEvent]) -> tuple[list[Any], list[int]]:
     return keys, key_events
 
 
+_Waiting = tuple[str, Sequence[NewEvent], "asyncio.Future[list[AppendResult]]"]
+
+
+def _answer(taken: list[_Waiting], results: list[list[AppendResult]]) -> None:
+    for (_, _, done), result in zip(taken, results, strict=True):
+        if not done.done():
+            done.set_result(result)
+
+
 class _GroupCommit:
     """Concurrent appends share one statement and one commit. Whoever appends while no flush
     runs starts one; what arrives meanwhile waits for the next, which takes it all (one append
     a stream: a second append to a stream waits one more flush, keeping each stream's order).
     With no concurrency this is a plain append: nothing waits for a timer. When a flush fails
     because the database cannot be reached, every append waiting then fails with it (an outage
-    ends them all at once)."""
+    ends them all at once); when it fails otherwise, each of its appends is tried alone, so one
+    stream's trouble is not its neighbours'."""
 
     def __init__(self, store: EventStore) -> None:
         self._store = store
-        self._pending: list[tuple[str, Sequence[NewEvent], asyncio.Future[list[AppendResult]]]] = []
+        self._pending: list[_Waiting] = []
+        self._taken: list[_Waiting] = []  # the flush in progress
         self._flushing: asyncio.Task[None] | None = None
 
     async def append(self, stream: str, events: Sequence[NewEvent]) -> list[AppendResult]:
@@ -103,43 +114,76 @@ class _GroupCommit:
         self._pending.append((stream, events, done))
         if self._flushing is None:
             self._flushing = asyncio.create_task(self._flush(), name="eventstore-group-commit")
+            self._flushing.add_done_callback(self._flushed)
         return await done
+
+    def _flushed(self, task: asyncio.Task[None]) -> None:
+        """A flush task cancelled, even before it started (the store closing): no waiter is
+        left hanging, and the next append starts a new flush."""
+        if not task.cancelled():
+            return
+        closed = RuntimeError("the event store closed before the append")
+        for _, _, done in [*self._taken, *self._pending]:
+            if not done.done():
+                done.set_exception(closed)
+        self._taken, self._pending = [], []
+        if self._flushing is task:
+            self._flushing = None
 
     async def _flush(self) -> None:
         try:
             while self._pending:
-                taken, streams = [], set()
+                # One append a stream a flush, in arrival order; those whose caller gave up
+                # (a cancelled request) are not appended.
+                taken, later, streams = [], [], set()
                 for item in self._pending:
-                    if item[0] not in streams:
+                    if item[2].done():
+                        continue
+                    if item[0] in streams:
+                        later.append(item)
+                    else:
                         streams.add(item[0])
                         taken.append(item)
-                self._pending = [item for item in self._pending if item not in taken]
+                self._pending, self._taken = later, taken
+                if not taken:
+                    continue
                 try:
                     if len(taken) == 1:
                         results = [await self._store._append_one(taken[0][0], taken[0][1])]
                     else:
                         results = await self._store.append_many([(s, e) for s, e, _ in taken])
-                except Exception as exc:  # noqa: BLE001 - each waiter gets it: all failed alike
-                    # When the database cannot be reached, those queued behind fail with it: it
-                    # would fail them too, and they must not wait a whole failure more each.
-                    failed = taken
-                    if unavailable(exc):
-                        failed, self._pending = [*taken, *self._pending], []
-                    for _, _, done in failed:
-                        if not done.done():
-                            done.set_exception(exc)
-                    continue
-                for (_, _, done), result in zip(taken, results, strict=True):
-                    if not done.done():
-                        done.set_result(result)
-        except asyncio.CancelledError:
-            for _, _, done in self._pending:
-                if not done.done():
-                    done.set_exception(RuntimeError("the event store closed before the append"))
-            self._pending.clear()
-            raise
+                except Exception as exc:  # noqa: BLE001 - handed to the waiters, below
+                    await self._failed(taken, exc)
+                else:
+                    _answer(taken, results)
+                self._taken = []
         finally:
             self._flushing = None
+
+    async def _failed(self, taken: list[_Waiting], exc: Exception) -> None:
+        """A group's statement failed. When the database cannot be reached, every append
+        waiting fails with it (it would fail them too, and none must wait a whole failure more);
+        otherwise one member may be at fault (a stream held by another transaction past the
+        retries, say), so each is tried again alone and gets its own outcome."""
+        if unavailable(exc):
+            failed, self._pending = [*taken, *self._pending], []
+            for _, _, done in failed:
+                if not done.done():
+                    done.set_exception(exc)
+            return
+        if len(taken) == 1:
+            if not taken[0][2].done():
+                taken[0][2].set_exception(exc)
+            return
+        for stream, events, done in taken:
+            try:
+                result = await self._store._append_one(stream, events)
+            except Exception as alone:  # noqa: BLE001 - this append's own outcome
+                if not done.done():
+                    done.set_exception(alone)
+            else:
+                if not done.done():
+                    done.set_result(result)
 
     async def close(self) -> None:
         if self._flushing is not None:

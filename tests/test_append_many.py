@@ -121,13 +121,53 @@ async def test_group_commit_shares_one_transaction_among_concurrent_appends(
             await grouped.append("account-g7", [same, same])
 
 
-async def test_a_failing_group_fails_each_of_its_appends_and_the_next_group_works(
-    pool: Any,
-) -> None:
+async def test_in_a_failing_group_each_append_gets_its_own_outcome(pool: Any) -> None:
+    """One member's failure (here data PostgreSQL refuses) is its own: the others, tried
+    alone, are appended."""
     async with EventStore(pool, group_commit=True) as grouped:
         first = grouped.append("account-x1", [event(1)])
         broken = grouped.append("account-x2", [NewEvent(type="noted", data=msgspec.Raw(b"{"))])
-        outcomes = await asyncio.gather(first, broken, return_exceptions=True)
-        assert all(isinstance(o, Exception) for o in outcomes), outcomes
-        [ok] = await grouped.append("account-x1", [event(2)])
-        assert ok.version == 1
+        ok, failed = await asyncio.gather(first, broken, return_exceptions=True)
+        assert isinstance(failed, Exception), failed
+        assert not isinstance(ok, BaseException)
+        assert [r.version for r in ok] == [1]
+        [then] = await grouped.append("account-x1", [event(2)])
+        assert then.version == 2
+
+
+async def test_a_stream_held_by_another_transaction_does_not_fail_its_group(
+    pool: Any, store: EventStore
+) -> None:
+    """Another transaction holds account-a's next version past the group's retries: the
+    group's statement fails, and each of its appends, tried alone, lands."""
+    async with EventStore(pool, group_commit=True) as grouped:
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def holder() -> None:
+            async with pool.acquire() as conn, conn.transaction():
+                await store.append("account-a", [event(0)], conn=conn)
+                holding.set()
+                await release.wait()
+
+        held = asyncio.create_task(holder())
+        await holding.wait()
+        group = asyncio.gather(
+            grouped.append("account-a", [event(1)]), grouped.append("account-b", [event(2)])
+        )
+        await asyncio.sleep(1.2)  # past the group's retry window, the lock still held
+        release.set()
+        await held
+        a, b = await group
+        assert [r.version for r in a] == [2]
+        assert [r.version for r in b] == [1]
+
+
+async def test_closing_mid_flush_answers_every_waiter(pool: Any) -> None:
+    async with EventStore(pool, group_commit=True) as grouped:
+        calls = [asyncio.create_task(grouped.append(f"account-c{i}", [event(i)])) for i in range(3)]
+        await asyncio.sleep(0)  # queued, the flush started
+        flushing = grouped._group._flushing  # type: ignore[union-attr]
+        assert flushing is not None
+        flushing.cancel()
+        outcomes = await asyncio.gather(*calls, return_exceptions=True)
+        assert all(isinstance(o, RuntimeError) for o in outcomes), outcomes

@@ -201,6 +201,10 @@ async def test_a_change_for_a_title_the_library_lacks_is_applied_when_it_arrives
     assert running.connector.state.deferred_count() == 1
 
     item = fake.add_movie({"Imdb": "tt0068646"})  # the file arrives; the next poll finds it
+    fake.fail_writes = 1  # and its first write fails: the change stays kept
+    await running.poll()
+    assert fake.writes == []
+    assert running.connector.state.deferred_count() == 1
     await running.poll()
     await fake.wait_writes(lambda writes: len(writes) == 1)
     assert fake.data[(world.user, item)].last_played == T1

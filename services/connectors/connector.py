@@ -185,8 +185,8 @@ class Connector:
         async with self._lock:
             self._take(user, [observed], before, hook_at=at)
         self.sender.wake()
-        if mapped:
-            await self.apply_deferred(mapped)
+        if mapped and self.state.deferred_named(mapped):
+            self.poll_soon()  # a kept change is due: the poller applies it (not this webhook)
 
     def _take(
         self,
@@ -322,20 +322,18 @@ class Connector:
             user = next(u for u in self.users if u.key == key)
             await self.look(user, item_id)
             self._retry_looks.discard((key, item_id))
-        mapped: set[str] = set()
         for user in self.users:
             first = self.state.get(f"scanned:{user.key}") is None
-            queued = await self._scan(user, mapped, silent=first)
+            queued = await self._scan(user, silent=first)
             if first:
                 self.state.put(f"scanned:{user.key}", _iso(self.clock()))
             log.info("user_polled", kind=self.server.kind, first=first, events=queued)
         self.sender.wake()
-        if mapped:
-            await self.apply_deferred(mapped)
+        await self.apply_deferred()
 
-    async def _scan(self, user: MediaUser, mapped: set[str], *, silent: bool) -> int:
-        """Read every item with the user's data; ``mapped`` gains the title ids of items that
-        are new to the item map."""
+    async def _scan(self, user: MediaUser, *, silent: bool) -> int:
+        """Read every item with the user's data, and report what changed (nothing if
+        ``silent``)."""
         queued = 0
         pages = self.server.scan(user).__aiter__()
         while True:
@@ -344,7 +342,7 @@ class Connector:
                 page = await pages.__anext__()
             except StopAsyncIteration:
                 return queued
-            mapped |= self.state.remember_items(o.item for o in page)
+            self.state.remember_items(o.item for o in page)
             async with self._lock:
                 queued += self._take(user, page, before, silent=silent)
 
@@ -388,11 +386,12 @@ class Connector:
             else:
                 await self._apply_state(change)
 
-    async def apply_deferred(self, ids: set[str]) -> None:
-        """Apply the kept changes for titles the library did not hold, now that items with
-        ``ids`` appeared (read again under the lock: a newer change may have replaced them)."""
+    async def apply_deferred(self) -> None:
+        """Apply the kept changes whose titles the library now holds (read under the lock: a
+        newer change may have replaced them). Each stays kept until it is applied: a failure
+        leaves it for the next poll."""
         async with self._applying:
-            for change in self.state.deferred_named(ids):
+            for change in self.state.deferred_in_library():
                 log.info("deferred_change_due", kind=self.server.kind)
                 await self._apply_state(change)
 
@@ -403,6 +402,7 @@ class Connector:
             self.metrics.changes.labels(outcome="unmapped_account").inc()
             return
         if change.watched is None and change.rated_at is None:
+            self.state.undefer(change.account, change.ids)  # a kept older one is void too
             self.metrics.changes.labels(outcome="no_state").inc()  # deleted or unknown: untouched
             return
         item_ids = self.state.items_named(change.ids)
@@ -411,11 +411,12 @@ class Connector:
             self.state.defer(change)
             self.metrics.changes.labels(outcome="not_in_library").inc()
             return
-        self.state.undefer(change.account, change.ids)
         for user in users:
             for item_id in item_ids:
                 outcome = await self._apply_item(user, item_id, change)
                 self.metrics.changes.labels(outcome=outcome).inc()
+        # Only now: had a write failed, a kept change would have stayed kept.
+        self.state.undefer(change.account, change.ids)
         self.metrics.apply.observe(time.monotonic() - started)
 
     async def _apply_item(self, user: MediaUser, item_id: str, change: StateChange) -> str:

@@ -230,6 +230,15 @@ class LocalState:
                 found[(account, guid)] = msgspec.json.decode(change, type=StateChange)
         return [found[key] for key in sorted(found)]
 
+    def deferred_in_library(self) -> list[StateChange]:
+        """The kept changes that name a title some item of the library is mapped to."""
+        rows = self._db.execute(
+            "SELECT DISTINCT d.account, d.guid, d.change FROM deferred d "
+            "JOIN deferred_ids i USING (account, guid) "
+            "JOIN item_ids m ON m.title_id = i.title_id ORDER BY d.account, d.guid"
+        ).fetchall()
+        return [msgspec.json.decode(change, type=StateChange) for _, _, change in rows]
+
     def deferred_count(self) -> int:
         return int(self._db.execute("SELECT count(*) FROM deferred").fetchone()[0])
 

@@ -45,6 +45,7 @@ class FakeServer:
         self.writes: list[Write] = []
         self.reads = 0
         self.down = False
+        self.fail_writes = 0  # the next N writes answer 500 (and change nothing)
         self._changed = asyncio.Condition()
         self.server: TestServer | None = None
         self.webhook_url: str | None = None
@@ -75,6 +76,9 @@ class FakeServer:
     ) -> web.StreamResponse:
         if self.down:
             return web.Response(status=503, text="down")
+        if request.method != "GET" and self.fail_writes > 0:
+            self.fail_writes -= 1
+            return web.Response(status=500, text="write failed")
         self.reads += request.method == "GET"
         response: web.StreamResponse = await handler(request)
         return response
