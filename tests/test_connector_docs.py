@@ -13,6 +13,7 @@ from typing import Any, cast
 
 import aiohttp
 import pytest
+import yaml
 
 from services.connectors.config import ConnectorConfig, Secret, load_config
 from services.connectors.jellyfin import JellyfinServer
@@ -112,7 +113,6 @@ def test_the_jellyfin_template_renders_what_the_adapter_reads() -> None:
 
 
 def test_compose_runs_the_example_configuration() -> None:
-    yaml = pytest.importorskip("yaml")
     compose = yaml.safe_load((DEPLOY / "compose.yaml").read_text())
     service = compose["services"]["connector-plex"]
     example = tomllib.loads((DEPLOY / "connector.example.toml").read_text())
