@@ -265,13 +265,26 @@ class EventStore:
         if self._group is not None and conn is None and expected_version is None:
             _keys_of(events)  # its own mistakes are its own, not its group's
             return await self._group.append(stream, events)
-        ids = [event.event_id for event in events]
+        return await self._append_stream(name, stream, events, expected_version, conn)
+
+    async def _append_one(self, stream: str, events: Sequence[NewEvent]) -> list[AppendResult]:
+        """A plain single-stream append (the group's flush of one, or a member tried alone)."""
+        return await self._append_stream(StreamName.parse(stream), stream, events, None, None)
+
+    async def _append_stream(
+        self,
+        name: StreamName,
+        stream: str,
+        events: Sequence[NewEvent],
+        expected_version: int | None,
+        conn: Connection | None,
+    ) -> list[AppendResult]:
         keys, key_events = _keys_of(events)
         args = (
             name.id,
             stream,
             expected_version,
-            ids,
+            [event.event_id for event in events],
             [event.type for event in events],
             [event.schema_version for event in events],
             [bytes(event.data) for event in events],
@@ -280,24 +293,6 @@ class EventStore:
         )
         rows = await self._run(QUERIES["append"], args, stream, expected_version, conn)
         return self._append_results(stream, expected_version, len(events), rows)
-
-    async def _append_one(self, stream: str, events: Sequence[NewEvent]) -> list[AppendResult]:
-        """A plain single-stream append (the group's flush of one)."""
-        name = StreamName.parse(stream)
-        keys, key_events = _keys_of(events)
-        args = (
-            name.id,
-            stream,
-            None,
-            [event.event_id for event in events],
-            [event.type for event in events],
-            [event.schema_version for event in events],
-            [bytes(event.data) for event in events],
-            keys,
-            key_events,
-        )
-        rows = await self._run(QUERIES["append"], args, stream, None, None)
-        return self._append_results(stream, None, len(events), rows)
 
     async def append_many(
         self,

@@ -61,13 +61,11 @@ def _written(before: UserData, after: UserData, fields: set[str]) -> UserData:
     """What is seen after writing ``fields``: those as the server now has them (a Plex scrobble
     stamps its own date), every other field as it was read before the write, so a change the
     user made meanwhile is still a change at the next look, not taken for the write's."""
-    played = (after.played, after.viewed_at, after.in_progress)
-    if "played" not in fields:
-        played = (before.played, before.viewed_at, before.in_progress)
-    rating = (
-        (after.rating, after.rated_at) if "rating" in fields else (before.rating, before.rated_at)
+    played = after if "played" in fields else before
+    rated = after if "rating" in fields else before
+    return UserData(
+        played.played, played.viewed_at, rated.rating, rated.rated_at, played.in_progress
     )
-    return UserData(played[0], played[1], rating[0], rating[1], played[2])
 
 
 def _iso(at: datetime) -> str:
