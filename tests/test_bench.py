@@ -141,6 +141,7 @@ async def test_the_load_benchmark_drives_wrk_and_measures_its_ceiling_with_pgben
         "POST /v1/me/actions, 1 action/request, 4 connections (wrk), 5 accounts",
         "ceiling: single-row commits, 16 connections (pgbench)",
         "read-your-writes under that load (0 stale reads)",
+        "serve RSS under that load:",
     ):
         assert line in out
 
@@ -174,5 +175,6 @@ async def test_the_quick_run_of_every_suite_prints_one_json_document(server_url:
         assert section["figures"] or section["latencies"]
         for figure in section["figures"]:
             assert figure["rate"] > 0
+    assert sections["load"]["memory_mib"]["peak"] > 0
     ceilings = [f for f in sections["load"]["figures"] if f["of_ceiling"] is not None]
     assert ceilings  # each figure beside its ceiling, as a ratio

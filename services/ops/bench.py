@@ -665,6 +665,11 @@ class Report:
             }
         )
 
+    def attach(self, key: str, value: object) -> None:
+        """A further field of the last suite's section (JSON only)."""
+        if self.as_json and self.sections:
+            self.sections[-1][key] = value
+
     def text(self, show: Callable[[], None]) -> None:
         """Lines only a person reads (derived figures); left out of the JSON document."""
         if not self.as_json:
@@ -728,13 +733,15 @@ async def run_bench(
     if "load" in chosen:
         from .bench_load import bench_load
 
-        figures, latencies = await bench_load(
+        figures, latencies, memory = await bench_load(
             url,
             accounts=options.load_accounts,
             connections=options.connections,
             seconds=options.seconds,
         )
         report.add("watchledger bench load", figures, latencies)
+        report.attach("memory_mib", msgspec.to_builtins(memory))
+        report.text(lambda: print(memory.line()))
     if "connectors" in chosen:
         from .bench_connectors import bench_connectors
 

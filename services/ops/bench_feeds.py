@@ -64,7 +64,7 @@ class StreamFigures(msgspec.Struct, frozen=True):
     fan_out_all_ms: float
 
 
-def _proc_stats(pid: int) -> tuple[float, float]:
+def proc_stats(pid: int) -> tuple[float, float]:
     """(RSS in MiB, CPU seconds used so far) of a process, from /proc."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
@@ -77,9 +77,9 @@ def _proc_stats(pid: int) -> tuple[float, float]:
 
 async def _idle_cpu(pid: int, seconds: float) -> float:
     """CPU seconds the process uses over ``seconds`` of wall time."""
-    _, before = _proc_stats(pid)
+    _, before = proc_stats(pid)
     await asyncio.sleep(seconds)
-    _, after = _proc_stats(pid)
+    _, after = proc_stats(pid)
     return after - before
 
 
@@ -217,7 +217,7 @@ async def _streams(
         await put(f"/v1/me/friends/streamer{i:05d}", star)
 
     cpu_before = await _idle_cpu(pid, idle_seconds)
-    rss_before, _ = _proc_stats(pid)
+    rss_before, _ = proc_stats(pid)
     opened: list[aiohttp.ClientResponse] = []
     try:
         for i in range(streams):
@@ -226,7 +226,7 @@ async def _streams(
             opened.append(response)
         await asyncio.sleep(1)  # let the server settle after the burst of connections
         cpu_after = await _idle_cpu(pid, idle_seconds)
-        rss_after, _ = _proc_stats(pid)
+        rss_after, _ = proc_stats(pid)
 
         watching = opened[0]
         began = time.perf_counter()

@@ -28,10 +28,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
+import msgspec
 
 from eventstore import database as db
 
-from .bench import QUERIES, Figure, Latency, running_server, scratch_database
+from .bench import QUERIES, Figure, Latency, running_server, scratch_database, server_pid
+from .bench_feeds import proc_stats
 
 _WRK_SCRIPT = """
 local tokens = {%(tokens)s}
@@ -169,9 +171,42 @@ async def _single_row_commits(scratch: str, seconds: float) -> Figure:
                   seconds, ceiling=True)  # fmt: skip
 
 
+class Memory(msgspec.Struct, frozen=True):
+    """The ``serve`` process's resident memory under the load (MiB): once warmed up (a tenth
+    of the way in), at the end, and the most seen."""
+
+    warm: float
+    end: float
+    peak: float
+
+    @property
+    def change(self) -> float:
+        return self.end / self.warm - 1 if self.warm else 0.0
+
+    def line(self) -> str:
+        return (
+            f"serve RSS under that load: {self.warm:.0f} MiB a tenth of the way in, "
+            f"{self.end:.0f} MiB at the end ({self.change:+.1%}), peak {self.peak:.0f} MiB"
+        )
+
+
+async def _sample_memory(pid: int, seconds: float, stop: asyncio.Event) -> Memory:
+    """The process's RSS every 1/50 of the run (at least every half second) until ``stop``."""
+    every = max(0.5, seconds / 50)
+    samples: list[tuple[float, float]] = []
+    started = time.monotonic()
+    while not stop.is_set():
+        samples.append((time.monotonic() - started, proc_stats(pid)[0]))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), every)
+    samples.append((time.monotonic() - started, proc_stats(pid)[0]))
+    warm = next((rss for at, rss in samples if at >= seconds / 10), samples[-1][1])
+    return Memory(warm, samples[-1][1], max(rss for _, rss in samples))
+
+
 async def bench_load(
     url: str, *, accounts: int, connections: int, seconds: float
-) -> tuple[list[Figure], list[Latency]]:
+) -> tuple[list[Figure], list[Latency], Memory]:
     wrk = ensure_tool("wrk", "wrk")
     operator = f"wlo.{secrets.token_urlsafe(16)}"
     async with (
@@ -184,6 +219,7 @@ async def bench_load(
         stop = asyncio.Event()
         async with _lua(tokens) as script:
             probe = asyncio.create_task(_probe(http, probe_token, stop))
+            memory = asyncio.create_task(_sample_memory(server_pid(base), seconds, stop))
             try:
                 out = await _run(
                     wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds:g}s",
@@ -192,6 +228,7 @@ async def bench_load(
             finally:
                 stop.set()
                 lags, stale = await probe
+                rss = await memory
         rate, errors = _wrk_rate(out)
         if errors:
             raise RuntimeError(f"{errors} requests were not answered 2xx under load")
@@ -205,4 +242,4 @@ async def bench_load(
             await _single_row_commits(scratch, seconds),
         ]
     name = f"read-your-writes under that load ({stale} stale reads)"
-    return figures, [Latency(name, lags)]
+    return figures, [Latency(name, lags)], rss
