@@ -520,21 +520,25 @@ class Connector:
     # -- retries -------------------------------------------------------------------------------
 
     async def _media(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        async for attempt in retrying((MediaServerError,), self.backoff, what):
-            with attempt:
-                try:
-                    return await call()
-                except MediaServerError:
-                    self.metrics.errors.labels(side="media_server").inc()
-                    raise
-        raise AssertionError("unreachable: tenacity reraises the last error")
+        return await self._retried(call, what, MediaServerError, "media_server")
 
     async def _upstream_call(self, call: Callable[[], Awaitable[T]], what: str) -> T:
-        async for attempt in retrying((WatchledgerUnavailable,), self.backoff, what):
+        return await self._retried(call, what, WatchledgerUnavailable, "watchledger")
+
+    async def _retried(
+        self,
+        call: Callable[[], Awaitable[T]],
+        what: str,
+        error: type[Exception],
+        side: str,
+    ) -> T:
+        """``call``, retried with backoff while it raises ``error`` (each counted against
+        ``side``)."""
+        async for attempt in retrying((error,), self.backoff, what):
             with attempt:
                 try:
                     return await call()
-                except WatchledgerUnavailable:
-                    self.metrics.errors.labels(side="watchledger").inc()
+                except error:
+                    self.metrics.errors.labels(side=side).inc()
                     raise
         raise AssertionError("unreachable: tenacity reraises the last error")
