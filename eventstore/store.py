@@ -85,6 +85,21 @@ def _keys_of(events: Sequence[NewEvent]) -> tuple[list[Any], list[int]]:
     return keys, key_events
 
 
+def _no_event_twice(
+    names: Sequence[StreamName], batches: Sequence[tuple[str, Sequence[NewEvent]]]
+) -> None:
+    """ValueError when two streams of one account carry the same event (id or key): one
+    statement appends them all, and would fail on the unique index instead of answering the
+    second as a duplicate. (Each stream's own events are checked by :func:`_keys_of`.)"""
+    seen: dict[str, set[Any]] = {}
+    for name, (_, events) in zip(names, batches, strict=True):
+        carried: set[Any] = set().union(*(event.keys for event in events))
+        account = seen.setdefault(name.id, set())
+        if not account.isdisjoint(carried):
+            raise ValueError("an append cannot carry the same event (id or key) twice")
+        account |= carried
+
+
 _Waiting = tuple[str, Sequence[NewEvent], "asyncio.Future[list[AppendResult]]"]
 
 
@@ -308,6 +323,7 @@ class EventStore:
         names = [StreamName.parse(stream) for stream, _ in batches]
         if len({stream for stream, _ in batches}) != len(batches):
             raise ValueError("append_many takes each stream once")
+        _no_event_twice(names, batches)
         # One lock order for every caller: two calls touching the same streams cannot deadlock.
         order = sorted(
             (i for i, (_, events) in enumerate(batches) if events), key=lambda i: batches[i][0]

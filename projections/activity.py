@@ -82,7 +82,7 @@ def _(event: Watched | Rated, account: str, recorded: RecordedEvent) -> list[Op]
         rating,
         event.at,
     )
-    return [Op(QUERIES["activity_add"], args)]
+    return [Op(QUERIES["activity_add"], args, QUERIES["activity_add_many"])]
 
 
 @_fold.register

@@ -36,7 +36,7 @@ def _(event: Watched | Unwatched, account: str, recorded: RecordedEvent) -> list
         event.at,
         event.baseline,
     )
-    return [Op(QUERIES["history_record"], args)]
+    return [Op(QUERIES["history_record"], args, QUERIES["history_record_many"])]
 
 
 class WatchHistoryProjection:

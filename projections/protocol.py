@@ -30,10 +30,14 @@ from eventstore import LogCursor, RecordedEvent
 
 
 class Op(NamedTuple):
-    """One SQL statement (a named query's text) and its arguments."""
+    """One SQL statement (a named query's text) and its arguments; optionally, the same
+    statement for a run of such ops at once (``many``: its parameters are the run's arguments
+    as arrays, column by column), which the runner uses for consecutive ops of one query: one
+    set-based statement a run instead of one execution an event."""
 
     query: str
     args: tuple[Any, ...]
+    many: str | None = None
 
 
 # The last cursor a slice can reach: past every event.

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import structlog
@@ -112,15 +112,30 @@ async def lag(conn: Connection, cursor: LogCursor) -> int:
     return count
 
 
-def _grouped(ops: Sequence[Op]) -> list[tuple[str, list[tuple[Any, ...]]]]:
-    """Consecutive ops of one query become one executemany (order kept)."""
-    groups: list[tuple[str, list[tuple[Any, ...]]]] = []
+class _Run(NamedTuple):
+    """Consecutive ops of one query, as one statement: its set-based form (``many``) told the
+    run's arguments as arrays, one a parameter; or else the query, once an op (executemany)."""
+
+    query: str
+    args: list[Any]
+    set_based: bool
+
+
+def _grouped(ops: Sequence[Op]) -> list[_Run]:
+    """Consecutive ops of one query become one run (order kept); a run of more than one op of
+    a query with a set-based form is that form's one statement."""
+    runs: list[tuple[Op, list[tuple[Any, ...]]]] = []
     for op in ops:
-        if groups and groups[-1][0] == op.query:
-            groups[-1][1].append(op.args)
+        if runs and runs[-1][0].query == op.query:
+            runs[-1][1].append(op.args)
         else:
-            groups.append((op.query, [op.args]))
-    return groups
+            runs.append((op, [op.args]))
+    return [
+        _Run(first.many, [list(column) for column in zip(*args, strict=True)], True)
+        if first.many is not None and len(args) > 1
+        else _Run(first.query, args, False)
+        for first, args in runs
+    ]
 
 
 class ProjectionRunner:
@@ -317,8 +332,11 @@ class ProjectionRunner:
         self, conn: asyncpg.Connection[Any], ops: list[Op], since: LogCursor, cursor: LogCursor
     ) -> None:
         async with conn.transaction():
-            for query, args in _grouped(ops):
-                await conn.executemany(query, args)
+            for run in _grouped(ops):
+                if run.set_based:
+                    await conn.execute(run.query, *run.args)
+                else:
+                    await conn.executemany(run.query, run.args)
             await self._advance(conn, since, cursor)
 
     async def _advance(

@@ -42,6 +42,9 @@ from .protocol import Op, Slice
 QUERIES = load_queries("projections", "sql/state.sql")
 
 TABLES = ("watch_state", "title_ids", "sync_accounts", "sync_access")
+# The folds with a set-based form for a run of actions naming their title by one id (the
+# common case: no link to make, so the run's titles are found with one join).
+_SET_BASED = frozenset({"state_watch", "state_rate"})
 # The rating a fold can store (smallint): an event with another is dead-lettered.
 _SMALLINT = range(-(2**15), 2**15)
 
@@ -72,14 +75,17 @@ def _titled(query: str, ids: list[str], args: tuple[object, ...]) -> Op:
     ids name once linked and the others, which finds a title already linked with one look at
     its links instead of a look-up of each id. The title told is the first in shown order of
     the guid and the first other id (a decided action's others are in shown order); told
-    another, the database finds out and links the ids as title_link does."""
-    if len(ids) < 2:
-        return Op(QUERIES[query], args)
-    title = min(ids[0], ids[1], key=id_rank)
+    another, the database finds out and links the ids as title_link does. Of one id (the
+    common case), its ``_one`` form where it has one, which the runner folds a run of with one
+    set-based statement (``_many``)."""
+    title = min(ids[0], ids[1], key=id_rank) if len(ids) > 1 else ids[0]
     others = [i for i in ids if i != title]
-    if not others:
-        return Op(QUERIES[query], args)
-    return Op(QUERIES[f"{query}_titled"], (args[0], title, *args[2:], others))
+    if others:
+        return Op(QUERIES[f"{query}_titled"], (args[0], title, *args[2:], others))
+    if query in _SET_BASED:
+        # One id: its ``_one`` form, which a run of such actions folds with one statement.
+        return Op(QUERIES[f"{query}_one"], (args[0], title, *args[2:]), QUERIES[f"{query}_many"])
+    return Op(QUERIES[query], args)
 
 
 @singledispatch

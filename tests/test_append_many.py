@@ -67,8 +67,50 @@ async def test_a_stream_named_twice_or_an_event_twice_is_refused(store: EventSto
     same = event(3)
     with pytest.raises(ValueError, match="twice"):
         await store.append_many([("account-a", [same, same])])
+    # Two streams of one account share its ids and keys: refused before anything is written.
+    key = uuid.uuid4()
+    with pytest.raises(ValueError, match="twice"):
+        await store.append_many([("account-a", [keyed(4, key)]), ("watch-a", [keyed(5, key)])])
+    with pytest.raises(ValueError, match="twice"):
+        await store.append_many([("account-a", [same]), ("watch-a", [event(6), same])])
     assert await store.head() == 0
     assert await store.append_many([]) == []
+    # Other accounts' streams may carry the same key (keys are per account).
+    results = await store.append_many(
+        [("account-a", [keyed(7, key)]), ("watch-b", [keyed(8, key)])]
+    )
+    assert [[r.duplicate for r in rs] for rs in results] == [[False], [False]]
+
+
+async def test_duplicates_by_id_or_any_key_mixed_with_new_events_over_many_streams(
+    store: EventStore,
+) -> None:
+    """Stored events named again by id, by their first key or their second, between new events
+    with several keys each: the duplicates answer the stored events, the new ones take the next
+    versions in input order, positions in stream order, and their keys name them from then on."""
+    k1, k2, k3, k4 = (uuid.uuid4() for _ in range(4))
+    by_id = event(1)
+    [[a1, a2], [b1]] = await store.append_many(
+        [("account-a", [by_id, keyed(2, k1, k2)]), ("account-b", [keyed(3, k3)])]
+    )
+    new_a, new_b = keyed(10, k4), keyed(11, uuid.uuid4(), uuid.uuid4())
+    results = await store.append_many(
+        [
+            ("account-b", [keyed(12, uuid.uuid4(), k3), new_b]),
+            ("account-a", [by_id, new_a, keyed(13, k2)]),
+        ]
+    )
+    [[dup_b, fresh_b], [dup_id, fresh_a, dup_k2]] = results
+    assert (dup_b.duplicate, dup_b.position) == (True, b1.position)
+    assert (dup_id.duplicate, dup_id.position) == (True, a1.position)
+    assert (dup_k2.duplicate, dup_k2.position) == (True, a2.position)
+    assert not fresh_a.duplicate
+    assert not fresh_b.duplicate
+    assert (fresh_a.version, fresh_b.version) == (3, 2)
+    assert fresh_a.position < fresh_b.position  # account-a sorts first
+    assert [e.event_id for e in await store.read_stream("account-a")][-1] == new_a.event_id
+    again = await store.append_many([("account-a", [keyed(14, k4)])])
+    assert (again[0][0].duplicate, again[0][0].position) == (True, fresh_a.position)
 
 
 async def test_concurrent_batches_over_the_same_streams_all_land_without_deadlock(

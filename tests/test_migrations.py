@@ -26,6 +26,7 @@ ALL_MIGRATIONS = [
     "eventstore/0003_purge_expected_version",
     "eventstore/0004_event_keys",
     "eventstore/0005_append_many",
+    "eventstore/0006_append_many_set_based",
     "projections/0001_watch_state_and_history",
     "projections/0002_server_queues",
     "projections/0003_shares_need_consent",
@@ -290,6 +291,7 @@ async def test_actions_recorded_before_keys_per_id_get_theirs_on_upgrade(
         assert [m.label for m in applied] == [
             "eventstore/0004_event_keys",
             "eventstore/0005_append_many",
+            "eventstore/0006_append_many_set_based",
             "projections/0008_action_keys",
             "projections/0009_title_link_by_key",
             "projections/0010_titles_given_by_the_fold",

@@ -12,6 +12,13 @@ INSERT INTO activity (account_id, position, transaction_id, event_id, type, guid
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING;
 
+-- activity_add_many --
+-- activity_add for a run of actions at once (the live fold's set-based form): each parameter is an array of activity_add's, one element an action
+INSERT INTO activity (account_id, position, transaction_id, event_id, type, guid, rating, at)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::xid8[], $4::uuid[], $5::text[], $6::text[],
+                     $7::smallint[], $8::timestamptz[])
+ON CONFLICT DO NOTHING;
+
 -- activity_profile_add --
 -- A new account: visible to its friends: $1 account
 INSERT INTO activity_profiles (account_id, visibility) VALUES ($1, 'friends')

@@ -8,6 +8,13 @@ INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at,
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 ON CONFLICT DO NOTHING;
 
+-- history_record_many --
+-- history_record for a run of actions at once (the live fold's set-based form): each parameter is an array of history_record's, one element an action
+INSERT INTO watch_history (account_id, position, event_id, guid, kind, type, at, baseline)
+SELECT * FROM unnest($1::text[], $2::bigint[], $3::uuid[], $4::text[], $5::text[], $6::text[],
+                     $7::timestamptz[], $8::boolean[])
+ON CONFLICT DO NOTHING;
+
 -- rebuild_history_cut --
 -- Forget the history of every account whose history was deleted within the slice (rule 10): $1 account (null: all), $2 after transaction id, $3 after position, $4 through transaction id, $5 through position, $6 until position (null: no bound), $7 until recorded time (null: no bound)
 DELETE FROM watch_history h

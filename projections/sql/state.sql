@@ -36,6 +36,84 @@ SELECT state_put_rate($1, title_link($1, $2::text[], true), $3, $4::smallint, $5
 -- state_rate for an action naming its title by several ids, the title they name given (title_link_titled): $1 and $3 to $7 as state_rate's, $2 the first of its ids in shown order, $8 its other ids
 SELECT state_put_rate($1, title_link_titled($1, $2, $8::text[], true), $3, $4::smallint, $5, $6, $7, true);
 
+-- state_watch_one --
+-- state_watch for an action naming its title by one id (title_of, as title_link finds it): $1 account, $2 the id, $3 to $7 as state_watch's
+SELECT state_put_watch($1, title_of($1, $2), $3, $4, $5, $6, $7, true);
+
+-- state_watch_many --
+-- state_watch_one for a run of actions at once (the live fold's set-based form), each parameter an array of state_watch_one's, one element an action. Last-writer-wins is a maximum: the run's latest action by (at, position) for each title is folded in as state_put_watch would fold it, a new row taking the kind of the run's first action on its title; a title whose state changed is queued once for every server of the account while sync is on (state_queue)
+WITH action AS (
+    SELECT a.account_id, coalesce(t.title, a.id) AS title, a.kind, a.watched, a.at, a.position,
+           a.recorded, a.n
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::boolean[], $5::timestamptz[], $6::bigint[],
+                $7::timestamptz[]) WITH ORDINALITY AS a (account_id, id, kind, watched, at, position, recorded, n)
+    LEFT JOIN title_ids t ON t.account_id = a.account_id AND t.id = a.id
+), latest AS (
+    SELECT DISTINCT ON (account_id, title)
+           account_id, title, first_value(kind) OVER (PARTITION BY account_id, title ORDER BY n) AS kind,
+           watched, at, position, recorded
+    FROM action
+    ORDER BY account_id, title, at DESC, position DESC
+), changed AS (
+    INSERT INTO watch_state AS s
+        (account_id, guid, kind, watched, watched_at, watch_position, watch_recorded_at, updated_at)
+    SELECT account_id, title, kind, watched, at, position, recorded, recorded FROM latest
+    ON CONFLICT (account_id, guid) DO UPDATE
+    SET watched = excluded.watched,
+        watched_at = excluded.watched_at,
+        watch_position = excluded.watch_position,
+        watch_recorded_at = excluded.watch_recorded_at,
+        updated_at = greatest(excluded.watch_recorded_at, s.rate_recorded_at)
+    WHERE s.watch_position IS NULL
+       OR (excluded.watched_at, excluded.watch_position) > (s.watched_at, s.watch_position)
+    RETURNING s.account_id, s.guid
+)
+INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
+SELECT c.account_id, a.server_id, 'state', c.guid, nextval('sync_queue_seq')
+FROM changed c
+JOIN sync_accounts sa ON sa.account_id = c.account_id AND sa.sync_enabled
+JOIN sync_access a ON a.account_id = c.account_id
+ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+
+-- state_rate_one --
+-- state_rate for an action naming its title by one id (title_of, as title_link finds it): $1 account, $2 the id, $3 to $7 as state_rate's
+SELECT state_put_rate($1, title_of($1, $2), $3, $4::smallint, $5, $6, $7, true);
+
+-- state_rate_many --
+-- state_rate_one for a run of actions at once (the live fold's set-based form), each parameter an array of state_rate_one's, one element an action. Last-writer-wins is a maximum: the run's latest action by (at, position) for each title is folded in as state_put_rate would fold it, a new row taking the kind of the run's first action on its title; a title whose state changed is queued once for every server of the account while sync is on (state_queue)
+WITH action AS (
+    SELECT a.account_id, coalesce(t.title, a.id) AS title, a.kind, a.rating, a.at, a.position,
+           a.recorded, a.n
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::smallint[], $5::timestamptz[], $6::bigint[],
+                $7::timestamptz[]) WITH ORDINALITY AS a (account_id, id, kind, rating, at, position, recorded, n)
+    LEFT JOIN title_ids t ON t.account_id = a.account_id AND t.id = a.id
+), latest AS (
+    SELECT DISTINCT ON (account_id, title)
+           account_id, title, first_value(kind) OVER (PARTITION BY account_id, title ORDER BY n) AS kind,
+           rating, at, position, recorded
+    FROM action
+    ORDER BY account_id, title, at DESC, position DESC
+), changed AS (
+    INSERT INTO watch_state AS s
+        (account_id, guid, kind, rating, rated_at, rate_position, rate_recorded_at, updated_at)
+    SELECT account_id, title, kind, rating, at, position, recorded, recorded FROM latest
+    ON CONFLICT (account_id, guid) DO UPDATE
+    SET rating = excluded.rating,
+        rated_at = excluded.rated_at,
+        rate_position = excluded.rate_position,
+        rate_recorded_at = excluded.rate_recorded_at,
+        updated_at = greatest(s.watch_recorded_at, excluded.rate_recorded_at)
+    WHERE s.rate_position IS NULL
+       OR (excluded.rated_at, excluded.rate_position) > (s.rated_at, s.rate_position)
+    RETURNING s.account_id, s.guid
+)
+INSERT INTO sync_queue AS q (account_id, server_id, kind, guid, seq)
+SELECT c.account_id, a.server_id, 'state', c.guid, nextval('sync_queue_seq')
+FROM changed c
+JOIN sync_accounts sa ON sa.account_id = c.account_id AND sa.sync_enabled
+JOIN sync_access a ON a.account_id = c.account_id
+ON CONFLICT (account_id, server_id, kind, guid) DO UPDATE SET seq = excluded.seq;
+
 -- account_add --
 -- A new account, sync off: $1 account
 INSERT INTO sync_accounts (account_id) VALUES ($1) ON CONFLICT DO NOTHING;

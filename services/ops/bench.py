@@ -40,13 +40,22 @@ def with_database(url: str, name: str) -> str:
 
 
 @asynccontextmanager
-async def scratch_database(url: str, prefix: str = "watchledger_scratch") -> AsyncIterator[str]:
-    """A new, migrated database beside ``url``'s, dropped on exit."""
+async def scratch_database(
+    url: str, prefix: str = "watchledger_scratch", *, template: str | None = None
+) -> AsyncIterator[str]:
+    """A new, migrated database beside ``url``'s, dropped on exit; a copy of database
+    ``template`` (see :func:`base_log`) if given."""
     name = f"{prefix}_{secrets.token_hex(4)}"
     admin = await asyncpg.connect(url)
     try:
-        # Identifiers cannot be bind parameters; the name is ours (prefix + hex), never input.
-        await admin.execute(f'CREATE DATABASE "{name}"')
+        # Identifiers cannot be bind parameters; the names are ours (prefix + hex), never input.
+        if template is None:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        else:
+            # A file copy: a copy of a large log written block by block to the WAL takes long.
+            await admin.execute(
+                f'CREATE DATABASE "{name}" TEMPLATE "{template}" STRATEGY FILE_COPY'
+            )
         scratch = with_database(url, name)
         conn = await db.connect(scratch)
         try:
@@ -57,6 +66,26 @@ async def scratch_database(url: str, prefix: str = "watchledger_scratch") -> Asy
     finally:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await admin.close()
+
+
+@asynccontextmanager
+async def base_log(url: str, events: int) -> AsyncIterator[str | None]:
+    """A database holding a log of about ``events`` events, its projections caught up
+    (:func:`~services.ops.bench_replay.fill_log`), made once and dropped on exit: each suite
+    run on it gets a copy (``template`` of :func:`scratch_database`). None for no events."""
+    if not events:
+        yield None
+        return
+    from .bench_replay import fill_log
+
+    async with scratch_database(url, "watchledger_scratch_base") as base:
+        conn = await db.connect(base)
+        try:
+            await fill_log(conn, base, events)
+        finally:
+            await conn.close()
+        # A template must have no other session; the base is ours alone.
+        yield urlsplit(base).path.lstrip("/")
 
 
 class Figure(msgspec.Struct, frozen=True):
@@ -241,12 +270,34 @@ async def running_server(
         await proc.wait()
 
 
+async def projections_caught_up(http: aiohttp.ClientSession, admin: dict[str, str]) -> float:
+    """Wait until every projection has applied the whole log (``GET /v1/admin/projections``,
+    read every 10 ms); the seconds it took."""
+    started = time.perf_counter()
+    while True:
+        async with http.get("/v1/admin/projections", headers=admin) as status:
+            status.raise_for_status()
+            if all(p["lag"] == 0 for p in (await status.json())["items"]):
+                return time.perf_counter() - started
+        await asyncio.sleep(0.01)
+
+
 async def bench_api(
-    url: str, *, clients: int, requests: int, batch: int, batches: int, samples: int
+    url: str,
+    *,
+    clients: int,
+    requests: int,
+    batch: int,
+    batches: int,
+    samples: int,
+    template: str | None = None,
 ) -> tuple[list[Figure], list[Latency]]:
     """HTTP figures: actions/s one per request and ``batch`` per request; read-your-writes lag."""
     operator = f"wlo.{secrets.token_urlsafe(16)}"
-    async with scratch_database(url) as scratch, running_server(scratch, operator) as base:
+    async with (
+        scratch_database(url, template=template) as scratch,
+        running_server(scratch, operator) as base,
+    ):
         connector = aiohttp.TCPConnector(limit=clients)
         async with aiohttp.ClientSession(base, connector=connector) as http:
             tokens = []
@@ -302,13 +353,9 @@ async def bench_api(
             admin = {"Authorization": f"Bearer {operator}"}
 
             async def caught_up() -> None:
-                """Until every projection has applied everything: a run leaves the projections
-                a backlog, which the next run must not pay for (nor the lag's first sample)."""
-                while True:
-                    async with http.get("/v1/admin/projections", headers=admin) as status:
-                        if all(p["lag"] == 0 for p in (await status.json())["items"]):
-                            return
-                    await asyncio.sleep(0.05)
+                # A run leaves the projections a backlog, which the next run must not pay for
+                # (nor the lag's first sample).
+                await projections_caught_up(http, admin)
 
             # Each shape with one id per action and with four (the same sizes, titles new to
             # the account in both), so identity's cost is read off one run: in turns, from a
@@ -384,6 +431,7 @@ async def bench_servers(
     batch: int,
     spread: int = 1000,
     queued: int = 0,
+    template: str | None = None,
 ) -> tuple[list[Figure], list[Latency]]:
     """Server-to-server propagation with ``servers`` long-polling (one account owns them all, so
     every change fans out to every queue), and bulk ingest of ``batch`` events a request: for
@@ -393,7 +441,10 @@ async def bench_servers(
     if servers < 2:
         raise ValueError("server-to-server propagation needs at least 2 servers")
     operator = f"wlo.{secrets.token_urlsafe(16)}"
-    async with scratch_database(url) as scratch, running_server(scratch, operator) as base:
+    async with (
+        scratch_database(url, template=template) as scratch,
+        running_server(scratch, operator) as base,
+    ):
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(base, connector=connector) as http:
             admin = {"Authorization": f"Bearer {operator}"}
@@ -517,10 +568,14 @@ async def bench_servers(
                     ingest_wide,
                 )
             )
+            settled = await projections_caught_up(http, admin)
         figures.append(await _copy_ceiling(scratch, ingest_requests * batch))
     backlog = f", {queued:,} items queued elsewhere" if queued else ""
-    latency = Latency(f"server A -> long-poll on B, {servers} servers polling{backlog}", lags)
-    return figures, [latency]
+    latencies = [
+        Latency(f"server A -> long-poll on B, {servers} servers polling{backlog}", lags),
+        Latency("wide ingest's last 200 -> every projection caught up", [settled]),
+    ]
+    return figures, latencies
 
 
 # Turns of each shape with 1 and with 4 ids (the machine's noise is of the order of the cost:
@@ -584,6 +639,7 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     queued: int = 200_000
     log_events: int = 2_000_000
     accounts: int = 5_000
+    base_log: int = 0
     friends: int = 200
     activities: int = 1_000_000
     streams: int = 10_000
@@ -592,6 +648,7 @@ class BenchOptions(msgspec.Struct, frozen=True, kw_only=True):
     load_accounts: int = 2_000
     connections: int = 32
     seconds: float = 10.0
+    mixed: bool = False
 
 
 # Sizes of --quick: every suite in about a minute, a smoke run (CI runs it; no thresholds).
@@ -610,6 +667,7 @@ QUICK = BenchOptions(
     queued=5_000,
     log_events=5_000,
     accounts=50,
+    base_log=2_000,
     friends=10,
     activities=2_000,
     streams=50,
@@ -618,6 +676,7 @@ QUICK = BenchOptions(
     load_accounts=50,
     connections=8,
     seconds=2.0,
+    mixed=True,
 )
 
 SUITES = ("eventstore", "api", "servers", "feeds", "replay", "connectors", "load")
@@ -657,9 +716,11 @@ class Report:
                 {"name": f.name.strip(), "events": f.events, "seconds": round(f.seconds, 4),
                  "rate": round(f.rate, 1), "ceiling": f.ceiling, "of_ceiling": share}
             )  # fmt: skip
+        suite, _, on = title.removeprefix("watchledger bench ").partition(" (")
         self.sections.append(
             {
-                "suite": title.removeprefix("watchledger bench "),
+                "suite": suite,
+                **({"on": on.removesuffix(")")} if on else {}),
                 "figures": rows,
                 "latencies": [_latency_row(lat) for lat in latencies],
             }
@@ -690,6 +751,23 @@ async def run_bench(
         options = QUICK
     chosen = set((SUITES if quick else ALL) if suite == "all" else (suite,))
     report = Report(as_json=as_json)
+    # Titles of the suites run on a base log say so.
+    on_log = f" (on a log of {options.base_log:,} events)" if options.base_log else ""
+    on_base = bool(chosen & {"api", "servers", "load"})
+    async with base_log(url, options.base_log if on_base else 0) as template:
+        await _run_suites(chosen, url, options, report, template, on_log)
+    report.finish()
+    return 0
+
+
+async def _run_suites(
+    chosen: set[str],
+    url: str,
+    options: BenchOptions,
+    report: Report,
+    template: str | None,
+    on_log: str,
+) -> None:
     if "eventstore" in chosen:
         figures = await bench_eventstore(
             url, writers=options.writers, events=options.events, batch=options.batch
@@ -703,8 +781,9 @@ async def run_bench(
             batch=options.request_batch,
             batches=options.request_batches,
             samples=options.samples,
+            template=template,
         )
-        report.add("watchledger bench api", figures, latencies)
+        report.add(f"watchledger bench api{on_log}", figures, latencies)
         report.text(lambda: print_identity_cost(figures))
     if "servers" in chosen:
         figures, latencies = await bench_servers(
@@ -715,8 +794,9 @@ async def run_bench(
             batch=options.request_batch,
             spread=options.spread_accounts,
             queued=options.queued,
+            template=template,
         )
-        report.add("watchledger bench servers", figures, latencies)
+        report.add(f"watchledger bench servers{on_log}", figures, latencies)
     if "feeds" in chosen:
         from .bench_feeds import bench_feeds, print_streams
 
@@ -738,8 +818,10 @@ async def run_bench(
             accounts=options.load_accounts,
             connections=options.connections,
             seconds=options.seconds,
+            template=template,
+            mixed=options.mixed,
         )
-        report.add("watchledger bench load", figures, latencies)
+        report.add(f"watchledger bench load{on_log}", figures, latencies)
         report.attach("memory_mib", msgspec.to_builtins(memory))
         report.text(lambda: print(memory.line()))
     if "connectors" in chosen:
@@ -755,5 +837,3 @@ async def run_bench(
         figures = await bench_replay(url, events=options.log_events, accounts=options.accounts)
         report.add("watchledger bench replay", figures)
         report.text(lambda: print_per_minute(figures))
-    report.finish()
-    return 0

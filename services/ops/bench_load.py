@@ -26,13 +26,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import msgspec
 
 from eventstore import database as db
 
-from .bench import QUERIES, Figure, Latency, running_server, scratch_database, server_pid
+from .bench import (
+    QUERIES,
+    Figure,
+    Latency,
+    projections_caught_up,
+    running_server,
+    scratch_database,
+    server_pid,
+)
 from .bench_feeds import proc_stats
 
 _WRK_SCRIPT = """
@@ -204,22 +213,142 @@ async def _sample_memory(pid: int, seconds: float, stop: asyncio.Event) -> Memor
     return Memory(warm, samples[-1][1], max(rss for _, rss in samples))
 
 
+# The mixed load's other traffic: a server's batches (events a batch, over as many accounts),
+# and the feed readers.
+_MIX_BATCH = 100
+_MIX_FRIENDS = 20
+
+
+class _Mix:
+    """Traffic beside wrk's single actions (``--mixed``): a server posting batches spanning
+    its accounts while it long-polls its changes (acknowledging them), and a person reading
+    their friends' feed and history while holding the feed's live stream open. Counts what
+    each did."""
+
+    def __init__(self, http: aiohttp.ClientSession, operator: str, tokens: list[str]) -> None:
+        self._http = http
+        self._admin = {"Authorization": f"Bearer {operator}"}
+        self._tokens = tokens
+        self._reader = self._server = ""
+        self._members: list[str] = []
+        self.events = 0
+        self.reads = 0
+        self.changes = 0
+        self.streamed = 0
+
+    async def _call(self, method: str, path: str, token: str, body: Any = None) -> Any:
+        headers = {"Authorization": f"Bearer {token}"}
+        async with self._http.request(method, path, json=body, headers=headers) as response:
+            response.raise_for_status()
+            return await response.json() if response.status != 204 else None
+
+    async def setup(self, reader: str) -> None:
+        """The reader owns server ``mix``; the first accounts share it, with sync on; the first
+        of them are the reader's friends."""
+        created = await self._call(
+            "POST", "/v1/servers", reader, {"id": "mix", "name": "mix", "version": "1.40.0.1"}
+        )
+        self._server = str(created["token"])
+        me = await self._call("GET", "/v1/me", reader)
+        for k, token in enumerate(self._tokens[:_MIX_BATCH]):
+            account = (await self._call("GET", "/v1/me", token))["id"]
+            self._members.append(account)
+            await self._call("PUT", f"/v1/servers/mix/access/{account}", reader)
+            await self._call("PUT", "/v1/me/servers/mix", token)
+            await self._call("PATCH", "/v1/me", token, {"sync_enabled": True})
+            if k < _MIX_FRIENDS:
+                await self._call("PUT", f"/v1/me/friends/{account}", reader)
+                await self._call("PUT", f"/v1/me/friends/{me['id']}", token)
+        self._reader = reader
+
+    async def run(self, stop: asyncio.Event) -> None:
+        tasks = [self._ingest(stop), self._poll(stop), self._read(stop), self._stream(stop)]
+        await asyncio.gather(*tasks)
+
+    async def _ingest(self, stop: asyncio.Event) -> None:
+        n = 0
+        while not stop.is_set():
+            events = []
+            for account in self._members:
+                n += 1
+                events.append(
+                    {"account": account, "type": "watched", "guid": f"plex://episode/{n:024x}"}
+                )
+            await self._call("POST", "/v1/servers/mix/events", self._server, {"events": events})
+            self.events += len(events)
+
+    async def _poll(self, stop: asyncio.Event) -> None:
+        cursor: str | None = None
+        while not stop.is_set():
+            query = "wait=1&limit=1000" + (f"&cursor={cursor}" if cursor else "")
+            body = await self._call("GET", f"/v1/servers/mix/changes?{query}", self._server)
+            cursor = body["cursor"]
+            self.changes += len(body["changes"])
+
+    async def _read(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            await self._call("GET", "/v1/me/feed?limit=50", self._reader)
+            member = self._tokens[self.reads % len(self._members)]
+            await self._call("GET", "/v1/me/history?limit=50", member)
+            self.reads += 2
+
+    async def _stream(self, stop: asyncio.Event) -> None:
+        headers = {"Authorization": f"Bearer {self._reader}"}
+        async with self._http.get("/v1/me/feed/stream", headers=headers) as response:
+            response.raise_for_status()
+            reading = asyncio.ensure_future(self._count_stream(response))
+            await stop.wait()
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+
+    async def _count_stream(self, response: aiohttp.ClientResponse) -> None:
+        async for line in response.content:
+            if line.startswith(b"data:"):
+                self.streamed += 1
+
+    def figures(self, seconds: float) -> list[Figure]:
+        return [
+            Figure(
+                f"  beside it: POST /v1/servers/{{sid}}/events, {_MIX_BATCH} accounts a batch",
+                self.events,
+                seconds,
+            ),
+            Figure("  beside it: changes long-polled by that server", self.changes, seconds),
+            Figure("  beside it: GET feed and history pages", self.reads, seconds),
+            Figure("  beside it: activities through one live feed stream", self.streamed, seconds),
+        ]
+
+
 async def bench_load(
-    url: str, *, accounts: int, connections: int, seconds: float
+    url: str,
+    *,
+    accounts: int,
+    connections: int,
+    seconds: float,
+    template: str | None = None,
+    mixed: bool = False,
 ) -> tuple[list[Figure], list[Latency], Memory]:
+    """wrk's single actions (and with ``mixed``, :class:`_Mix`'s traffic beside them) for
+    ``seconds``, read-your-writes probed meanwhile, the server's memory sampled; then
+    pgbench's single-row commits, the ceiling."""
     wrk = ensure_tool("wrk", "wrk")
     operator = f"wlo.{secrets.token_urlsafe(16)}"
     async with (
-        scratch_database(url) as scratch,
+        scratch_database(url, template=template) as scratch,
         running_server(scratch, operator) as base,
         aiohttp.ClientSession(base, connector=aiohttp.TCPConnector(limit=0)) as http,
     ):
         tokens = await _accounts(http, operator, accounts + 1)
         probe_token, tokens = tokens[0], tokens[1:]
+        mix = _Mix(http, operator, tokens) if mixed else None
+        if mix is not None:
+            await mix.setup(probe_token)
         stop = asyncio.Event()
         async with _lua(tokens) as script:
             probe = asyncio.create_task(_probe(http, probe_token, stop))
             memory = asyncio.create_task(_sample_memory(server_pid(base), seconds, stop))
+            beside = asyncio.create_task(mix.run(stop)) if mix is not None else None
             try:
                 out = await _run(
                     wrk, "-t", "2", "-c", str(connections), "-d", f"{seconds:g}s",
@@ -229,6 +358,9 @@ async def bench_load(
                 stop.set()
                 lags, stale = await probe
                 rss = await memory
+                if beside is not None:
+                    await beside
+        settled = await projections_caught_up(http, {"Authorization": f"Bearer {operator}"})
         rate, errors = _wrk_rate(out)
         if errors:
             raise RuntimeError(f"{errors} requests were not answered 2xx under load")
@@ -240,6 +372,8 @@ async def bench_load(
                 seconds,
             ),
             await _single_row_commits(scratch, seconds),
+            *(mix.figures(seconds) if mix is not None else []),
         ]
     name = f"read-your-writes under that load ({stale} stale reads)"
-    return figures, [Latency(name, lags)], rss
+    settling = Latency("load stopped -> every projection caught up", [settled])
+    return figures, [Latency(name, lags), settling], rss

@@ -12,6 +12,7 @@ events through the API would measure the API, which ``bench api`` does).
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from typing import IO, Any
@@ -43,6 +44,28 @@ async def _generate(conn: asyncpg.Connection[Any], events: int, accounts: int) -
     await conn.execute("ANALYZE events")
     total: int = await conn.fetchval("SELECT count(*) FROM events")
     return total
+
+
+# Actions an account holds in a base log (as in the replay benchmark's default shape).
+_ACTIONS_AN_ACCOUNT = 400
+
+
+async def fill_log(conn: asyncpg.Connection[Any], url: str, events: int) -> None:
+    """Give the (new, migrated) database at ``url`` (``conn``) a log of about ``events``
+    events over an account per 400 of them, its projections rebuilt from it (the replay, two
+    connections), vacuumed and analysed: a scenario then run on it measures a log of that
+    size. Says on stderr how long it took (stdout may be a JSON document)."""
+    accounts = max(1, events // _ACTIONS_AN_ACCOUNT)
+    started = time.perf_counter()
+    total = await _generate(conn, events, accounts)
+    generated = time.perf_counter() - started
+    await replay(conn, all_projections(), connect=lambda: db.connect(url), workers=2)
+    await conn.execute("VACUUM ANALYZE")
+    print(
+        f"base log: {total:,} events over {accounts:,} accounts, generated in {generated:.0f} s,"
+        f" replayed into the projections in {time.perf_counter() - started - generated:.0f} s",
+        file=sys.stderr,
+    )
 
 
 async def _copy_out(conn: asyncpg.Connection[Any]) -> None:

@@ -165,6 +165,15 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print one JSON document of the figures (by suite) instead of tables",
     )
+    p.add_argument(
+        "--base-log",
+        type=int,
+        default=0,
+        metavar="EVENTS",
+        help="run api, servers and load on a log already holding about this many events (an "
+        "account per 400, generated as the replay benchmark does, the projections replayed "
+        "from it): how cost grows with the log (0: an empty log)",
+    )
     log_options = p.add_argument_group("eventstore")
     log_options.add_argument("--writers", type=int, default=16, help="concurrent appenders (16)")
     log_options.add_argument(
@@ -247,6 +256,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     load_options.add_argument(
         "--seconds", type=float, default=10.0, help="seconds of load, and of the ceiling (10)"
+    )
+    load_options.add_argument(
+        "--mixed",
+        action="store_true",
+        help="beside the single actions: a server posting batches over 100 accounts while it "
+        "long-polls its changes, and a reader of feed and history pages holding the feed's "
+        "live stream open",
     )
     connector_options = p.add_argument_group(
         "connectors (fake Plex and Jellyfin servers; --samples server-to-server samples)"
