@@ -742,14 +742,21 @@ class Report:
 
 
 async def run_bench(
-    suite: str, url: str, options: BenchOptions, *, quick: bool = False, as_json: bool = False
+    suite: str | Sequence[str],
+    url: str,
+    options: BenchOptions,
+    *,
+    quick: bool = False,
+    as_json: bool = False,
 ) -> int:
-    """Run a suite (``eventstore``, ``api``, ``servers``, ``feeds``, ``replay``,
+    """Run a suite or several (``eventstore``, ``api``, ``servers``, ``feeds``, ``replay``,
     ``connectors``, ``load``, or ``all``: the first three; with ``quick``, every suite at smoke
-    sizes) and print its figures (as one JSON document with ``as_json``)."""
+    sizes) and print their figures (as one JSON document with ``as_json``); the suites run on
+    a base log share one (``options.base_log``)."""
     if quick:
         options = QUICK
-    chosen = set((SUITES if quick else ALL) if suite == "all" else (suite,))
+    named = (suite,) if isinstance(suite, str) else tuple(suite)
+    chosen = {s for n in named for s in ((SUITES if quick else ALL) if n == "all" else (n,))}
     report = Report(as_json=as_json)
     # Titles of the suites run on a base log say so.
     on_log = f" (on a log of {options.base_log:,} events)" if options.base_log else ""

@@ -149,10 +149,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "suite",
+        nargs="+",
         choices=["eventstore", "api", "servers", "feeds", "replay", "connectors", "load", "all"],
         help=(
-            "what to measure (all: eventstore, api and servers; the others take minutes or a "
-            "load generator; with --quick, all is every suite)"
+            "what to measure, one suite or several (all: eventstore, api and servers; the "
+            "others take minutes or a load generator; with --quick, all is every suite)"
         ),
     )
     p.add_argument(
