@@ -9,8 +9,8 @@ from aiohttp.test_utils import TestClient
 
 from services.http.appkeys import PROGRESS, STORE
 
-# Any string: operators choose their own (WATCHLEDGER_OPERATOR_TOKEN).
-OPERATOR_TOKEN = "an operator secret of any shape"
+# Operators choose their own (WATCHLEDGER_OPERATOR_TOKEN): any long random text.
+OPERATOR_TOKEN = "tests-operator-0f9a2c7b41d86e35a0b9c4d2e7f1a6b3"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 MOVIE = "plex://movie/5d776825880197001ec967c6"
 MOVIE_2 = "plex://movie/5d776825880197001ec967c7"

@@ -126,6 +126,15 @@ class CreatedAccount(msgspec.Struct):
     token: Annotated[str, msgspec.Meta(description="bearer token; shown only here")]
 
 
+class NewToken(msgspec.Struct):
+    token: Annotated[
+        str,
+        msgspec.Meta(
+            description="the new bearer token, shown only here; the old one no longer works"
+        ),
+    ]
+
+
 class Counts(msgspec.Struct):
     movies: int
     episodes: int
