@@ -121,9 +121,13 @@ class Metrics:
                 info = request.match_info.route.resource
                 route = info.canonical if info is not None else "unmatched"
                 seconds = time.perf_counter() - started
-                metrics.requests.labels(route, request.method, str(status)).inc()
-                metrics.latency.labels(route, request.method, str(status)).observe(seconds)
-                log.debug(
+                # A client may send any method: the label takes only the known ones.
+                method = request.method if request.method in _METHODS else "other"
+                metrics.requests.labels(route, method, str(status)).inc()
+                metrics.latency.labels(route, method, str(status)).observe(seconds)
+                # The access log: the route's template, never its path or query (which may
+                # name a title), nor any header (which may hold a token).
+                log.info(
                     "request",
                     method=request.method,
                     route=route,
@@ -132,6 +136,9 @@ class Metrics:
                 )
 
         return record
+
+
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _RunnerCollector(Collector):

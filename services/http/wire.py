@@ -105,6 +105,11 @@ class Status(msgspec.Struct):
     status: str
 
 
+class Health(msgspec.Struct):
+    status: str
+    version: Annotated[str, msgspec.Meta(description="the release this process runs")]
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 

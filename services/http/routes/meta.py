@@ -24,6 +24,7 @@ from services.http.appkeys import (
     SERVERS,
 )
 from services.http.endpoints import Context, Declarations, json_response
+from services.runtime.version import VERSION
 
 log = structlog.get_logger(__name__)
 
@@ -33,13 +34,13 @@ route = Declarations()
 @route(
     "GET",
     "/healthz",
-    summary="Liveness: 200 while the process runs.",
+    summary="Liveness: 200 while the process runs, with the release it runs.",
     operation_id="healthz",
     tag="operations",
-    responses={200: (wire.Status, "The process runs.")},
+    responses={200: (wire.Health, "The process runs.")},
 )
 async def healthz(ctx: Context[None, None]) -> web.StreamResponse:
-    return json_response(wire.Status("ok"))
+    return json_response(wire.Health("ok", VERSION))
 
 
 @route(
