@@ -4,12 +4,21 @@ from __future__ import annotations
 
 import io
 import re
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
-from tests.api import MOVIE, OPERATOR, bearer, create_account, post_actions, settle
+from tests.api import (
+    MOVIE,
+    OPERATOR,
+    bearer,
+    create_account,
+    post_actions,
+    sample_metrics,
+    settle,
+)
 
 
 async def problem(response: Any, status: int, code: str) -> dict[str, Any]:
@@ -177,12 +186,14 @@ async def test_health_and_readiness(client: TestClient[Any, Any]) -> None:
 
 
 async def test_metrics_count_requests_by_route_and_report_projection_lag(
-    client: TestClient[Any, Any],
+    make_client: Callable[..., Any],
 ) -> None:
+    client = await make_client()
     ann = await create_account(client, "ann")
     await post_actions(client, ann, {"type": "watched", "guid": MOVIE})
     await client.get("/v1/me", headers={})
     await settle(client)
+    await sample_metrics(client)  # the background sampler's turn, now
 
     response = await client.get("/metrics")
     assert response.status == 200

@@ -37,6 +37,7 @@ from .appkeys import (
     PROGRESS,
     READS,
     RUNNERS,
+    SAMPLER,
     SERVERS,
     SETTINGS,
     STORE,
@@ -50,6 +51,7 @@ from .limits import StreamSlots
 from .metrics import Metrics
 from .openapi import build_openapi
 from .routes import ENDPOINTS
+from .sampler import MetricsSampler
 
 
 def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -110,11 +112,17 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                     ProjectionRunner(p, store, lambda: db.connect(url)) for p in all_projections()
                 ]
                 app[METRICS].watch_runners(runners)
+                app[METRICS].watch_pool(pool)
+                reads = Reads(pool, store)
+                sampler = MetricsSampler(
+                    app[METRICS], reads, pool, health, interval=settings.metrics_interval
+                )
                 for runner in runners:
                     supervisor.start(f"projection:{runner.name}", runner.run)
                 supervisor.start("queue-wakeups", queue_wakeups.run)
                 supervisor.start("feed-wakeups", feed_wakeups.run)
                 supervisor.start("projection-progress", tracker.run)
+                supervisor.start("metrics-sampler", sampler.run)
 
                 app[POOL] = pool
                 app[STORE] = store
@@ -122,7 +130,8 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[ACCOUNTS] = accounts
                 app[SERVERS] = servers
                 app[FRIENDS] = friends
-                app[READS] = Reads(pool, store)
+                app[READS] = reads
+                app[SAMPLER] = sampler
                 app[DELETIONS] = Deletions(store, accounts, settle_with(tracker))
                 app[AUTHENTICATOR] = authenticator
                 app[RUNNERS] = runners

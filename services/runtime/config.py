@@ -91,6 +91,12 @@ SETTINGS: dict[str, Setting] = {
         "Seconds between heartbeat comments on an idle feed stream (keeps proxies from closing "
         "it, and finds a client that went away).",
     ),
+    "metrics_interval": Setting(
+        "WATCHLEDGER_METRICS_INTERVAL",
+        "5",
+        "Seconds between samples of the figures /metrics shows that the database knows "
+        "(projection lag, queued changes): a scrape never waits for the database.",
+    ),
     "database_timeout": Setting(
         "WATCHLEDGER_DATABASE_TIMEOUT",
         "5",
@@ -211,6 +217,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_streams_per_token: Annotated[int, msgspec.Meta(ge=1)] = 4
     database_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     stream_heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    metrics_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
 
     def __post_init__(self) -> None:
         if self.operator_token is not None:
