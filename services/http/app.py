@@ -51,6 +51,7 @@ from .limits import StreamSlots
 from .metrics import Metrics
 from .openapi import build_openapi
 from .routes import ENDPOINTS
+from .routes.docs import add_assets as add_docs_assets
 from .sampler import MetricsSampler
 
 
@@ -175,4 +176,5 @@ def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -
         app.router.add_route(
             endpoint.method, endpoint.path, bind(endpoint, lambda: app[AUTHENTICATOR])
         )
+    add_docs_assets(app)
     return app
