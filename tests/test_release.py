@@ -4,6 +4,8 @@ names no versions, and an access log at info that names routes, never paths or t
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator, MutableMapping
 from importlib.metadata import version
 from typing import Any
 
@@ -11,6 +13,7 @@ import pytest
 import structlog
 from aiohttp.test_utils import TestClient
 
+from services.http import metrics
 from services.ops import cli
 from tests.api import MOVIE, create_account, post_actions, t
 
@@ -36,23 +39,40 @@ async def test_healthz_says_the_version_and_no_response_names_python_or_aiohttp(
     assert unparsed.headers["Server"] == "watchledger"
 
 
+@pytest.fixture
+def access_log(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[MutableMapping[str, Any]]]:
+    """The request middleware's log lines, at info, whatever an earlier test configured
+    (commands configure structlog for the process, with a level, and cache loggers)."""
+    saved = structlog.get_config()
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        cache_logger_on_first_use=False,
+    )
+    try:
+        with structlog.testing.capture_logs() as entries:
+            monkeypatch.setattr(metrics, "log", structlog.get_logger(metrics.__name__))
+            yield entries
+    finally:
+        structlog.configure(**saved)
+
+
 async def test_the_access_log_names_the_route_never_the_title_or_the_token(
-    client: TestClient[Any, Any],
+    client: TestClient[Any, Any], access_log: list[MutableMapping[str, Any]]
 ) -> None:
     headers = await create_account(client, "ann")
     await post_actions(client, headers, {"type": "watched", "guid": MOVIE, "at": t(1)})
-    with structlog.testing.capture_logs() as entries:
-        assert (await client.get(f"/v1/me/state/{MOVIE}", headers=headers)).status == 200
-        assert (await client.get(f"/v1/me/history?guid={MOVIE}", headers=headers)).status == 200
-        assert (await client.request("PROPFIND", "/v1/me", headers=headers)).status == 405
+    access_log.clear()
+    assert (await client.get(f"/v1/me/state/{MOVIE}", headers=headers)).status == 200
+    assert (await client.get(f"/v1/me/history?guid={MOVIE}", headers=headers)).status == 200
+    assert (await client.request("PROPFIND", "/v1/me", headers=headers)).status == 405
 
-    requests = [e for e in entries if e["event"] == "request"]
+    requests = [e for e in access_log if e["event"] == "request"]
     assert [(e["log_level"], e["method"], e["route"], e["status"]) for e in requests] == [
         ("info", "GET", "/v1/me/state/{guid}", 200),
         ("info", "GET", "/v1/me/history", 200),
         ("info", "PROPFIND", "unmatched", 405),  # no route takes it
     ]
-    shown = repr(entries)
+    shown = repr(access_log)
     assert "5d776825880197001ec967c6" not in shown
     assert headers["Authorization"].split()[1] not in shown
 

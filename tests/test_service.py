@@ -33,7 +33,7 @@ async def test_healthz_and_readyz_answer_when_all_is_well(
 
     health = await client.get("/healthz")
     assert health.status == 200
-    assert await health.json() == {"status": "ok"}
+    assert (await health.json())["status"] == "ok"
 
     ready = await client.get("/readyz")
     assert ready.status == 200
