@@ -7,10 +7,10 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from services.http.appkeys import PROGRESS, STORE
+from services.http.appkeys import PROGRESS, SAMPLER, STORE
 
-# Any string: operators choose their own (WATCHLEDGER_OPERATOR_TOKEN).
-OPERATOR_TOKEN = "an operator secret of any shape"
+# Operators choose their own (WATCHLEDGER_OPERATOR_TOKEN): any long random text.
+OPERATOR_TOKEN = "tests-operator-0f9a2c7b41d86e35a0b9c4d2e7f1a6b3"
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 MOVIE = "plex://movie/5d776825880197001ec967c6"
 MOVIE_2 = "plex://movie/5d776825880197001ec967c7"
@@ -59,3 +59,11 @@ async def settle(client: TestClient[Any, Any]) -> None:
     cursor = await app[STORE].last_cursor()
     applied = await app[PROGRESS].wait_until_applied(cursor, 30)
     assert applied, "projections did not catch up within 30 s"
+
+
+async def sample_metrics(client: TestClient[Any, Any]) -> None:
+    """The metrics sampler's turn now (it runs every few seconds in the background): what the
+    database knows (lag, queued changes, whether it answers) reaches /metrics."""
+    app = client.app
+    assert app is not None
+    await app[SAMPLER].sample()

@@ -45,7 +45,7 @@ ANONYMOUS_EXAMPLES = 20
 # generic hostile one, or one of right values with hostile twists (see DICTIONARIES).
 HOSTILE_PROBABILITY = 0.3
 RIGHT_PROBABILITY = 0.8
-OPERATOR_TOKEN = "a fuzzing operator secret"
+OPERATOR_TOKEN = "fuzzing-operator-93d0b7a1e4c65f28a1d7"
 OWNER = "fuzz-owner"
 GUEST = "fuzz-guest"
 SERVER = "srv-fuzz"

@@ -28,6 +28,7 @@ from services.http.auth import operator_token_hash
 from services.ops import cli
 from services.runtime.config import ENV_ONLY, SETTINGS, Settings, flag
 from services.runtime.logs import configure_logging
+from tests.api import OPERATOR_TOKEN
 
 WATCHLEDGER = str(Path(sys.executable).with_name("watchledger"))
 TYPES = {f.name: f.type for f in msgspec.structs.fields(Settings)}
@@ -256,7 +257,10 @@ async def test_a_busy_port_is_one_line_naming_the_port_setting(database_url: str
             fmt,
             "--log-level",
             "warning",
-            env={"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_OPERATOR_TOKEN": "op"},
+            env={
+                "WATCHLEDGER_DATABASE_URL": database_url,
+                "WATCHLEDGER_OPERATOR_TOKEN": OPERATOR_TOKEN,
+            },
         )
 
     message = (
@@ -289,7 +293,10 @@ async def test_an_address_not_on_this_machine_names_the_host_setting(database_ur
         "console",
         "--log-level",
         "warning",
-        env={"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_OPERATOR_TOKEN": "op"},
+        env={
+            "WATCHLEDGER_DATABASE_URL": database_url,
+            "WATCHLEDGER_OPERATOR_TOKEN": OPERATOR_TOKEN,
+        },
     )
 
     assert code == 1
@@ -488,9 +495,10 @@ async def test_with_console_logs_the_token_is_a_banner_on_stderr_and_not_a_log_l
 async def test_a_configured_operator_token_is_neither_shown_nor_written(
     pool: asyncpg.Pool[Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    settings = Settings(data_dir=str(tmp_path), log_format="json", operator_token="mine")
+    mine = "an-operators-own-token-5e0c9b27f4a8d163"
+    settings = Settings(data_dir=str(tmp_path), log_format="json", operator_token=mine)
 
-    assert await operator_token_hash(pool, settings) == hash_token("mine")
+    assert await operator_token_hash(pool, settings) == hash_token(mine)
 
     assert capsys.readouterr().err == ""
     assert not (tmp_path / "operator-token").exists()

@@ -33,7 +33,7 @@ async def test_healthz_and_readyz_answer_when_all_is_well(
 
     health = await client.get("/healthz")
     assert health.status == 200
-    assert await health.json() == {"status": "ok"}
+    assert (await health.json())["status"] == "ok"
 
     ready = await client.get("/readyz")
     assert ready.status == 200
@@ -262,7 +262,7 @@ async def test_in_flight_requests_finish_when_serve_is_told_to_stop(database_url
     """SIGTERM while a request is inside its handler (held there by a lock its append needs):
     the request still gets its 200, then the process exits 0. (A request still *uploading* its
     body when shutdown begins is cut by aiohttp, which stops reading: aio-libs/aiohttp#2298.)"""
-    token = "shutdown-test-operator"
+    token = "shutdown-test-operator-4b1e9d07c2a85f63"
     proc, port = await _serve_until_ready(
         {"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_OPERATOR_TOKEN": token}
     )
@@ -348,7 +348,7 @@ async def test_without_a_configured_operator_token_one_is_generated_and_handed_o
 
 
 async def test_stopping_releases_waiting_long_polls_at_once(database_url: str) -> None:
-    token = "long-poll-shutdown-operator"
+    token = "long-poll-shutdown-operator-7c3f0a9e5d21b864"
     proc, port = await _serve_until_ready(
         {"WATCHLEDGER_DATABASE_URL": database_url, "WATCHLEDGER_OPERATOR_TOKEN": token}
     )

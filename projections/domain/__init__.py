@@ -60,8 +60,10 @@ from .events import (
     HistoryDeleted,
     Rated,
     ServerRegistered,
+    ServerTokenReplaced,
     StateDeleted,
     SyncChanged,
+    TokenReplaced,
     Unrated,
     Unwatched,
     Visibility,
@@ -77,7 +79,7 @@ from .events import (
     watch_stream,
 )
 from .friends import Friendship, end_friendship, request_friendship
-from .servers import MIN_SERVER_VERSION, parse_version, register_server
+from .servers import MIN_SERVER_VERSION, parse_version, register_server, replace_server_token
 from .settings import change_settings
 from .titles import (
     GuidRejected,
@@ -133,6 +135,7 @@ __all__ = [
     "ReportedType",
     "ServerExists",
     "ServerRegistered",
+    "ServerTokenReplaced",
     "ServerTooOld",
     "StateDeleted",
     "SyncChanged",
@@ -140,6 +143,7 @@ __all__ = [
     "TitleIds",
     "TitleKind",
     "TitleLinks",
+    "TokenReplaced",
     "UnknownAccount",
     "UnknownOwner",
     "UnknownServer",
@@ -172,6 +176,7 @@ __all__ = [
     "parse_version",
     "register_server",
     "registry",
+    "replace_server_token",
     "request_friendship",
     "shown_order",
     "to_utc",

@@ -17,6 +17,7 @@ from .events import (
     AccountKind,
     ServerRegistered,
     SyncChanged,
+    TokenReplaced,
     Visibility,
     VisibilityChanged,
     registry,
@@ -60,6 +61,8 @@ def evolve(account: Account | None, event: Event, version: int) -> Account | Non
         account = Account(event.account_id, event.kind, event.name, event.token_hash)
     elif account is None:
         return None
+    elif isinstance(event, TokenReplaced):
+        account = replace(account, token_hash=event.token_hash)
     elif isinstance(event, SyncChanged):
         account = replace(account, sync_enabled=event.enabled)
     elif isinstance(event, VisibilityChanged):

@@ -81,6 +81,27 @@ class ServerRegistered(Event, frozen=True):
 
 
 @registry.register
+class TokenReplaced(Event, frozen=True):
+    """The account's bearer token was replaced (by the account, or the operator): from this
+    event on only the new one works."""
+
+    event_type: ClassVar[str] = "token_replaced"
+    # SHA-256 of the new token.
+    token_hash: str
+
+
+@registry.register
+class ServerTokenReplaced(Event, frozen=True):
+    """In the owner's stream: a server's bearer token was replaced (the registry's row
+    changes in the same transaction); from this event on only the new one works."""
+
+    event_type: ClassVar[str] = "server_token_replaced"
+    server_id: str
+    # SHA-256 of the new token.
+    token_hash: str
+
+
+@registry.register
 class AccessOffered(Event, frozen=True):
     """In the grantee's stream: the owner offered (shared) a server; it takes effect only when
     the account accepts it (product rule 3)."""

@@ -10,8 +10,8 @@ import re
 
 from eventstore import Event
 
-from .errors import NotAServerVersion, ServerTooOld
-from .events import ServerRegistered
+from .errors import NotAServerVersion, ServerTooOld, UnknownServer
+from .events import ServerRegistered, ServerTokenReplaced
 
 # The first media server version that syncs watch state.
 MIN_SERVER_VERSION = (1, 27, 2)
@@ -38,3 +38,11 @@ def register_server(server_id: str, name: str, version: str, token_hash: str) ->
     return [
         ServerRegistered(server_id=server_id, name=name, version=version, token_hash=token_hash)
     ]
+
+
+def replace_server_token(owned: frozenset[str], server_id: str, token_hash: str) -> list[Event]:
+    """The event of a new token for a server, for its owner's stream (``owned``: the servers
+    the account owns); :class:`UnknownServer` when it owns no such server."""
+    if server_id not in owned:
+        raise UnknownServer(f"no server {server_id!r} of this account")
+    return [ServerTokenReplaced(server_id=server_id, token_hash=token_hash)]

@@ -27,6 +27,13 @@ SET transaction_id = excluded.transaction_id, position = excluded.position, upda
 -- How many events come after a tailing cursor: $1 transaction id, $2 position
 SELECT count(*) FROM events WHERE (transaction_id, position) > ($1::xid8, $2::bigint);
 
+-- oldest_after --
+-- When the oldest event after a tailing cursor was recorded (null: none comes after): $1 transaction id, $2 position
+SELECT recorded_at FROM events
+WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
+ORDER BY transaction_id, position
+LIMIT 1;
+
 -- runner_lock --
 -- Become the one runner of a projection (waits while another session is), until this session ends: $1 lock name
 SELECT pg_advisory_lock(hashtextextended($1, 0));

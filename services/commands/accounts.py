@@ -171,6 +171,15 @@ class AccountService:
         log.info("account_created", account=account_id, kind=kind)
         return account, token
 
+    async def replace_token(self, account: Account) -> str:
+        """A new bearer token for the account (which is not kept: only its hash is); the old
+        one stops working as this returns, in every process (requests read the account's
+        stream, which now ends with the new hash)."""
+        token, digest = new_token("account", account.id)
+        await self.decide(account, lambda _: [domain.TokenReplaced(token_hash=digest)])
+        log.info("account_token_replaced", account=account.id)
+        return token
+
     async def change_settings(
         self,
         account: Account,

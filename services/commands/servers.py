@@ -142,6 +142,28 @@ class ServerService:
         log.info("server_registered", server=server_id, owner=owner.id)
         return ServerRecord(server_id, owner.id, name, version, digest), token
 
+    async def replace_token(self, server: ServerRecord) -> str:
+        """A new bearer token for the server (not kept: only its hash is); the old one stops
+        working as this returns: the registry's row changes in the transaction that appends
+        the owner's event."""
+        token, digest = new_token("server", server.id)
+        owner = await self._load_account(server.owner)
+        if owner is None:
+            raise domain.UnknownOwner(f"no account {server.owner!r}")
+
+        async def set_hash(conn: Connection) -> None:
+            status = await conn.execute(QUERIES["server_token_set"], server.id, owner.id, digest)
+            if status != "UPDATE 1":
+                raise domain.UnknownServer(f"no server {server.id!r} of {owner.id!r}")
+
+        await self._accounts.decide(
+            owner,
+            lambda account: domain.replace_server_token(account.owned_servers, server.id, digest),
+            within=set_hash,
+        )
+        log.info("server_token_replaced", server=server.id, owner=owner.id)
+        return token
+
     async def accounts_of(self, server: ServerRecord) -> list[str]:
         """The accounts with access to the server (its owner included), sorted."""
         rows = await self.pool.fetch(PROJECTION_QUERIES["server_accounts"], server.id)
@@ -259,6 +281,17 @@ async def restore_registration(
         row = await conn.fetchrow(QUERIES["server_get"], server)
         if row is None or row["owner"] != owner:
             raise ValueError(f"server {server!r} is registered to another account here")
+
+
+async def restore_token(conn: Connection, owner: str, replaced: domain.ServerTokenReplaced) -> None:
+    """A server's new token from an imported event, in the import's transaction, as
+    :meth:`ServerService.replace_token` writes it; ValueError when the server is not
+    registered to ``owner`` here (its registration comes first in the owner's stream)."""
+    status = await conn.execute(
+        QUERIES["server_token_set"], replaced.server_id, owner, replaced.token_hash
+    )
+    if status != "UPDATE 1":
+        raise ValueError(f"server {replaced.server_id!r} is not registered to {owner!r} here")
 
 
 def _server(row: asyncpg.Record) -> ServerRecord:

@@ -4,8 +4,6 @@ the projections and the commands, every background task of which the supervisor 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from importlib.metadata import PackageNotFoundError
-from importlib.metadata import version as package_version
 
 from aiohttp import web
 
@@ -25,6 +23,7 @@ from services.commands.reads import Reads
 from services.commands.servers import ServerService
 from services.runtime.config import Settings
 from services.runtime.supervisor import Supervisor
+from services.runtime.version import VERSION
 
 from .appkeys import (
     ACCOUNTS,
@@ -38,6 +37,7 @@ from .appkeys import (
     PROGRESS,
     READS,
     RUNNERS,
+    SAMPLER,
     SERVERS,
     SETTINGS,
     STORE,
@@ -51,13 +51,8 @@ from .limits import StreamSlots
 from .metrics import Metrics
 from .openapi import build_openapi
 from .routes import ENDPOINTS
-
-
-def _version() -> str:
-    try:
-        return package_version("watchledger")
-    except PackageNotFoundError:
-        return "0.0.0"
+from .routes.docs import add_assets as add_docs_assets
+from .sampler import MetricsSampler
 
 
 def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -118,11 +113,17 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                     ProjectionRunner(p, store, lambda: db.connect(url)) for p in all_projections()
                 ]
                 app[METRICS].watch_runners(runners)
+                app[METRICS].watch_pool(pool)
+                reads = Reads(pool, store)
+                sampler = MetricsSampler(
+                    app[METRICS], reads, pool, health, interval=settings.metrics_interval
+                )
                 for runner in runners:
                     supervisor.start(f"projection:{runner.name}", runner.run)
                 supervisor.start("queue-wakeups", queue_wakeups.run)
                 supervisor.start("feed-wakeups", feed_wakeups.run)
                 supervisor.start("projection-progress", tracker.run)
+                supervisor.start("metrics-sampler", sampler.run)
 
                 app[POOL] = pool
                 app[STORE] = store
@@ -130,7 +131,8 @@ def _database(url: str, *, migrate: bool) -> Callable[[web.Application], AsyncIt
                 app[ACCOUNTS] = accounts
                 app[SERVERS] = servers
                 app[FRIENDS] = friends
-                app[READS] = Reads(pool, store)
+                app[READS] = reads
+                app[SAMPLER] = sampler
                 app[DELETIONS] = Deletions(store, accounts, settle_with(tracker))
                 app[AUTHENTICATOR] = authenticator
                 app[RUNNERS] = runners
@@ -150,6 +152,12 @@ async def _release_long_polls(app: web.Application) -> None:
         app[FRIENDS].feeds.close()
 
 
+async def _server_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Name the software, not its versions (aiohttp's default names Python's and its own,
+    which tells an attacker what to try)."""
+    response.headers["Server"] = "watchledger"
+
+
 def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -> web.Application:
     """The whole service as one aiohttp application (database set up in its cleanup context)."""
     metrics = Metrics()
@@ -160,11 +168,13 @@ def create_app(settings: Settings, database_url: str, *, migrate: bool = True) -
     app[SETTINGS] = settings
     app[METRICS] = metrics
     app[STREAM_SLOTS] = StreamSlots(settings.max_streams_per_token)
-    app[OPENAPI] = build_openapi(ENDPOINTS, version=_version())
+    app[OPENAPI] = build_openapi(ENDPOINTS, version=VERSION)
     app.cleanup_ctx.append(_database(database_url, migrate=migrate))
     app.on_shutdown.append(_release_long_polls)
+    app.on_response_prepare.append(_server_header)
     for endpoint in ENDPOINTS:
         app.router.add_route(
             endpoint.method, endpoint.path, bind(endpoint, lambda: app[AUTHENTICATOR])
         )
+    add_docs_assets(app)
     return app

@@ -21,6 +21,7 @@ from .auth import Authenticator
 from .errors import DatabaseHealth
 from .limits import StreamSlots
 from .metrics import Metrics
+from .sampler import MetricsSampler
 
 SETTINGS = web.AppKey("settings", Settings)
 POOL: web.AppKey[asyncpg.Pool[Any]] = web.AppKey("pool", asyncpg.Pool)
@@ -38,3 +39,4 @@ PROGRESS = web.AppKey("progress", ProjectionProgress)
 DATABASE_HEALTH = web.AppKey("database_health", DatabaseHealth)
 STREAM_SLOTS = web.AppKey("stream_slots", StreamSlots)
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
+SAMPLER = web.AppKey("sampler", MetricsSampler)

@@ -117,6 +117,7 @@ class GuardedRequestHandler(web.RequestHandler):
             code = "internal_error" if status == 500 else HTTPStatus(status).name.lower()
             error = ApiError(status, code, "the request could not be handled")
         response = problem_response(error)
+        response.headers["Server"] = "watchledger"  # as the application's (no versions)
         response.force_close()
         return response
 

@@ -105,6 +105,11 @@ class Status(msgspec.Struct):
     status: str
 
 
+class Health(msgspec.Struct):
+    status: str
+    version: Annotated[str, msgspec.Meta(description="the release this process runs")]
+
+
 # -- accounts ---------------------------------------------------------------------------------
 
 
@@ -124,6 +129,15 @@ class CreatedAccount(msgspec.Struct):
     kind: AccountKind
     name: str
     token: Annotated[str, msgspec.Meta(description="bearer token; shown only here")]
+
+
+class NewToken(msgspec.Struct):
+    token: Annotated[
+        str,
+        msgspec.Meta(
+            description="the new bearer token, shown only here; the old one no longer works"
+        ),
+    ]
 
 
 class Counts(msgspec.Struct):

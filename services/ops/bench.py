@@ -293,7 +293,7 @@ async def bench_api(
     template: str | None = None,
 ) -> tuple[list[Figure], list[Latency]]:
     """HTTP figures: actions/s one per request and ``batch`` per request; read-your-writes lag."""
-    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    operator = f"wlo.{secrets.token_urlsafe(32)}"
     async with (
         scratch_database(url, template=template) as scratch,
         running_server(scratch, operator) as base,
@@ -440,7 +440,7 @@ async def bench_servers(
     server's queue."""
     if servers < 2:
         raise ValueError("server-to-server propagation needs at least 2 servers")
-    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    operator = f"wlo.{secrets.token_urlsafe(32)}"
     async with (
         scratch_database(url, template=template) as scratch,
         running_server(scratch, operator) as base,

@@ -238,7 +238,7 @@ async def _service_alone(api: _Api, samples: int) -> list[float]:
 async def bench_connectors(
     url: str, *, items: int, samples: int
 ) -> tuple[list[Figure], list[Latency]]:
-    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    operator = f"wlo.{secrets.token_urlsafe(32)}"
     # A line per change applied would bury the figures.
     logging.getLogger("services.connectors").setLevel(logging.WARNING)
     async with (

@@ -92,7 +92,7 @@ async def bench_feeds(
     streams: int,
     idle_seconds: float,
 ) -> tuple[list[Figure], list[Latency], StreamFigures]:
-    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    operator = f"wlo.{secrets.token_urlsafe(32)}"
     per_token = 10
     env = {
         "WATCHLEDGER_MAX_CONNECTIONS": str(streams + 1000),

@@ -341,7 +341,7 @@ async def bench_load(
     ``seconds``, read-your-writes probed meanwhile, the server's memory sampled; then
     pgbench's single-row commits, the ceiling."""
     wrk = ensure_tool("wrk", "wrk")
-    operator = f"wlo.{secrets.token_urlsafe(16)}"
+    operator = f"wlo.{secrets.token_urlsafe(32)}"
     async with (
         scratch_database(url, template=template) as scratch,
         running_server(scratch, operator) as base,

@@ -37,6 +37,7 @@ from services.runtime.config import ENV_ONLY, SETTINGS, SettingError, Settings, 
 from services.runtime.embedded import database
 from services.runtime.logs import configure_logging, console_format
 from services.runtime.serve import serve
+from services.runtime.version import VERSION
 
 from .exchange import ImportRules
 from .replaying import (
@@ -115,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
             "PostgreSQL kept in the data folder."
         ),
     )
+    parser.add_argument("--version", action="version", version=f"watchledger {VERSION}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = commands.add_parser(

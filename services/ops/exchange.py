@@ -9,13 +9,14 @@ from eventstore import EventStoreError, StreamName
 from eventstore.database import Connection
 from eventstore.exchange import ExportedEvent
 from projections import domain
-from services.commands.servers import restore_registration
+from services.commands.servers import restore_registration, restore_token
 
 
 class ImportRules:
     """Only event types this release knows, with data it can read, may be imported; and a
     server registered in an account's stream gets its registry row in the same transaction,
-    exactly as registration writes it, so its token works."""
+    exactly as registration writes it, so its token works (and a later new token of it
+    replaces the row's, so only that one works, as here)."""
 
     def check(self, event: ExportedEvent) -> None:
         if not domain.registry.is_known(event.type):
@@ -41,11 +42,21 @@ class ImportRules:
         return domain.natural_keys(stream.id, ids, event.type, action.at, rating)
 
     def concerns(self, event: ExportedEvent) -> bool:
-        return event.type == domain.ServerRegistered.event_type and (
+        return event.type in _REGISTRY_EVENTS and (
             StreamName.parse(event.stream).category == "account"
         )
 
     async def apply(self, conn: Connection, event: ExportedEvent) -> None:
-        registered = domain.registry.decode(event.recorded())
-        assert isinstance(registered, domain.ServerRegistered)
-        await restore_registration(conn, StreamName.parse(event.stream).id, registered)
+        decoded = domain.registry.decode(event.recorded())
+        owner = StreamName.parse(event.stream).id
+        if isinstance(decoded, domain.ServerTokenReplaced):
+            await restore_token(conn, owner, decoded)
+        else:
+            assert isinstance(decoded, domain.ServerRegistered)
+            await restore_registration(conn, owner, decoded)
+
+
+# The owner's events the servers' registry follows: a registration, a new token.
+_REGISTRY_EVENTS = frozenset(
+    {domain.ServerRegistered.event_type, domain.ServerTokenReplaced.event_type}
+)

@@ -91,6 +91,12 @@ SETTINGS: dict[str, Setting] = {
         "Seconds between heartbeat comments on an idle feed stream (keeps proxies from closing "
         "it, and finds a client that went away).",
     ),
+    "metrics_interval": Setting(
+        "WATCHLEDGER_METRICS_INTERVAL",
+        "5",
+        "Seconds between samples of the figures /metrics shows that the database knows "
+        "(projection lag, queued changes): a scrape never waits for the database.",
+    ),
     "database_timeout": Setting(
         "WATCHLEDGER_DATABASE_TIMEOUT",
         "5",
@@ -110,17 +116,61 @@ def flag(field: str) -> str | None:
 
 
 class SettingError(ValueError):
-    """A setting's value is not one it can take; says which variable and flag to fix."""
+    """A setting's value is not one it can take; says which variable and flag to fix (or
+    ``env``, the variable it came from, when not the setting's own: its ``_FILE``)."""
 
-    def __init__(self, field: str, value: object, expected: str) -> None:
+    def __init__(self, field: str, value: object, expected: str, env: str | None = None) -> None:
         self.field = field
-        env = SETTINGS[field].env
+        env = env or SETTINGS[field].env
         option = flag(field)
-        self.source = f"{env} ({option})" if option else env
+        self.source = f"{env} ({option})" if option and not env.endswith("_FILE") else env
         # Never echo a secret's value, even a malformed one.
         got = "" if field in ENV_ONLY else f", got {value!r}"
         self.message = f"invalid setting {self.source}: expected {expected}{got}"
         super().__init__(f"{self.message} (Settings.{field})")
+
+
+# The operator token guards every account: it must be a secret nobody guesses. Placeholders
+# that examples ship (the Kubernetes example's CHANGE-ME among them) are refused by name.
+MIN_OPERATOR_TOKEN = 32
+_PLACEHOLDERS = ("changeme", "change-me", "change_me", "example", "password", "replace")
+_RANDOM_TOKEN = (
+    f"a long random secret (at least {MIN_OPERATOR_TOKEN} characters, such as the output of "
+    "`openssl rand -hex 32`)"
+)
+
+
+def weak_operator_token(token: str) -> str | None:
+    """Why ``token`` is not fit to be the operator's token; None when it is. (Its value is
+    never part of the answer.)"""
+    if len(token) < MIN_OPERATOR_TOKEN:
+        return f"this one has {len(token)} characters"
+    lowered = token.lower()
+    placeholder = next((p for p in _PLACEHOLDERS if p in lowered), None)
+    if placeholder is not None:
+        return f"this one is a placeholder (it contains {placeholder!r})"
+    if len(set(token)) < 10:
+        return f"this one uses only {len(set(token))} different characters"
+    return None
+
+
+def _from_file(field: str, env: Mapping[str, str]) -> str | None:
+    """The value of ``<VARIABLE>_FILE``'s file (its last line break dropped), if that is set:
+    secrets mounted as files (Kubernetes and Compose secrets) need not sit in the environment.
+    SettingError when both are set, or the file cannot be read."""
+    setting = SETTINGS[field]
+    file_env = f"{setting.env}_FILE"
+    path = env.get(file_env)
+    if not path:
+        return None
+    if env.get(setting.env):
+        raise SettingError(field, None, f"only one of {setting.env} and {file_env}", file_env)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise SettingError(field, None, f"a readable file ({reason})", file_env) from exc
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def _expected(annotation: Any) -> str:
@@ -167,6 +217,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     max_streams_per_token: Annotated[int, msgspec.Meta(ge=1)] = 4
     database_timeout: Annotated[float, msgspec.Meta(gt=0)] = 5.0
     stream_heartbeat: Annotated[float, msgspec.Meta(gt=0)] = 15.0
+    metrics_interval: Annotated[float, msgspec.Meta(gt=0)] = 5.0
+
+    def __post_init__(self) -> None:
+        if self.operator_token is not None:
+            weakness = weak_operator_token(self.operator_token)
+            if weakness is not None:
+                raise SettingError("operator_token", None, f"{_RANDOM_TOKEN}: {weakness}")
 
     @classmethod
     def load(
@@ -178,10 +235,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
         env = os.environ if env is None else env
         raw: dict[str, object] = {}
         for field, setting in SETTINGS.items():
-            value = env.get(setting.env) or setting.default
+            value = _from_file(field, env) or env.get(setting.env) or setting.default
             if value is not None:
                 raw[field] = value
         raw.update({k: v for k, v in (overrides or {}).items() if v is not None})
+        token = raw.get("operator_token")
+        if isinstance(token, str) and (weakness := weak_operator_token(token)) is not None:
+            # Here, not only in __post_init__: msgspec would turn its error into another.
+            raise SettingError("operator_token", None, f"{_RANDOM_TOKEN}: {weakness}")
         try:
             return msgspec.convert(raw, cls, strict=False)
         except msgspec.ValidationError as exc:

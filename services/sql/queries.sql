@@ -39,6 +39,10 @@ INSERT INTO servers (server_id, owner, name, version, token_hash) VALUES ($1, $2
 ON CONFLICT (server_id) DO NOTHING
 RETURNING server_id;
 
+-- server_token_set --
+-- A server's new token, in the transaction of its owner's event: $1 id, $2 owner, $3 token hash
+UPDATE servers SET token_hash = $3 WHERE server_id = $1 AND owner = $2;
+
 -- server_get --
 -- One server of the registry: $1 id
 SELECT server_id, owner, name, version, token_hash FROM servers WHERE server_id = $1;

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 from services.http.endpoints import Endpoint
 
-from . import accounts, admin, friends, meta, servers, state
+from . import accounts, admin, docs, friends, meta, servers, state
 
 ENDPOINTS: list[Endpoint] = [
     *meta.route.endpoints,
+    *docs.route.endpoints,
     *accounts.route.endpoints,
     *state.route.endpoints,
     *friends.route.endpoints,

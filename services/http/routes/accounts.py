@@ -37,6 +37,40 @@ async def create_account(ctx: Context[wire.CreateAccount, None]) -> web.StreamRe
 
 
 @route(
+    "POST",
+    "/v1/accounts/{id}/token",
+    summary="A new token for an account (the operator, e.g. for a person who lost theirs); "
+    "the old one stops working at once.",
+    operation_id="replaceAccountToken",
+    tag="accounts",
+    auth=("operator",),
+    responses={200: (wire.NewToken, "The new token; shown only here.")},
+    errors={404: "No such account (`not_found`)."},
+)
+async def replace_account_token(ctx: Context[None, None]) -> web.StreamResponse:
+    accounts = ctx.request.app[ACCOUNTS]
+    account_id = ctx.request.match_info["id"]
+    account = await accounts.load(account_id)
+    if account is None:
+        raise ApiError(404, "not_found", f"no account {account_id!r}")
+    return json_response(wire.NewToken(await accounts.replace_token(account)))
+
+
+@route(
+    "POST",
+    "/v1/me/token",
+    summary="Replace my token: the new one is answered, and the one this request was made "
+    "with stops working at once.",
+    operation_id="replaceMyToken",
+    tag="me",
+    auth=("account",),
+    responses={200: (wire.NewToken, "The new token; shown only here.")},
+)
+async def replace_my_token(ctx: Context[None, None]) -> web.StreamResponse:
+    return json_response(wire.NewToken(await ctx.request.app[ACCOUNTS].replace_token(ctx.me)))
+
+
+@route(
     "GET",
     "/v1/me",
     summary="The calling account, its settings and profile counts.",

@@ -179,6 +179,22 @@ async def revoke_access(ctx: Context[None, None]) -> web.StreamResponse:
     return web.Response(status=204)
 
 
+@route(
+    "POST",
+    "/v1/servers/{sid}/token",
+    summary="A new token for the server (owner only; e.g. after its configuration leaked): "
+    "the old one stops working at once.",
+    operation_id="replaceServerToken",
+    tag="servers",
+    auth=("account",),
+    responses={200: (wire.NewToken, "The new token; shown only here.")},
+    errors=_SERVER_ERRORS,
+)
+async def replace_server_token(ctx: Context[None, None]) -> web.StreamResponse:
+    server = await _own_server(ctx)
+    return json_response(wire.NewToken(await _servers(ctx).replace_token(server)))
+
+
 async def _own_server(ctx: Context[Any, Any]) -> ServerRecord:
     """The path's server, which the calling account must own."""
     assert ctx.principal is not None
