@@ -28,8 +28,8 @@ SET transaction_id = excluded.transaction_id, position = excluded.position, upda
 SELECT count(*) FROM events WHERE (transaction_id, position) > ($1::xid8, $2::bigint);
 
 -- oldest_after --
--- When the oldest event after a tailing cursor was recorded (null: none comes after): $1 transaction id, $2 position
-SELECT recorded_at FROM events
+-- How many seconds ago the oldest event after a tailing cursor was recorded, by the database's clock (null: none comes after): $1 transaction id, $2 position
+SELECT extract(epoch FROM now() - recorded_at)::float8 FROM events
 WHERE (transaction_id, position) > ($1::xid8, $2::bigint)
 ORDER BY transaction_id, position
 LIMIT 1;

@@ -50,3 +50,7 @@ SELECT server_id, max(seq) AS seq FROM sync_queue WHERE seq > $1 GROUP BY server
 -- queue_head --
 -- The newest queued sequence number (0 when none): no parameters
 SELECT coalesce(max(seq), 0) FROM sync_queue;
+
+-- queue_depth --
+-- Changes waiting in every server's queue, all together (for the metrics): no parameters
+SELECT count(*) FROM sync_queue;

@@ -6,13 +6,13 @@ outage the gauges keep their last values and ``watchledger_database_up`` says 0)
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 import structlog
 
 from eventstore import database as db
+from projections import queues
 from projections import runner as projection_runner
 from services.commands.progress import PROJECTION_NAMES
 from services.commands.reads import Reads
@@ -61,17 +61,17 @@ class MetricsSampler:
         try:
             status = await self._reads.projections()
             async with self._pool.acquire() as conn:
-                now = datetime.now(UTC)
-                ages = {}
+                ages: dict[str, float] = {}
                 for name in PROJECTION_NAMES:
                     cursor = await projection_runner.checkpoint(conn, name)
-                    oldest = await conn.fetchval(
+                    # The database's clock, which recorded the events (not this host's).
+                    age = await conn.fetchval(
                         projection_runner.QUERIES["oldest_after"],
                         cursor.transaction_id,
                         cursor.position,
                     )
-                    ages[name] = 0.0 if oldest is None else (now - oldest).total_seconds()
-                queued: int = await conn.fetchval("SELECT count(*) FROM sync_queue")
+                    ages[name] = 0.0 if age is None else age
+                queued: int = await conn.fetchval(queues.QUERIES["queue_depth"])
         except Exception as exc:
             if not db.unavailable(exc):
                 raise
